@@ -1,0 +1,16 @@
+//! ocrnet-edge: turns HRNet-OCR segmentation models exported to ONNX into deployable artifacts for NVIDIA
+//! Jetson Orin. Each module owns one pipeline stage (see ARCHITECTURE.md in the design notes); the
+//! `ocrnet-edge` binary is a thin command line over this library.
+
+pub mod fsutil;
+pub mod manifest;
+pub mod ocr;
+pub mod onnx;
+pub mod passes;
+pub mod recipe;
+pub mod shape;
+pub mod tensor;
+pub mod exec;
+
+/// The tool's version, recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

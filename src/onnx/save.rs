@@ -1,0 +1,292 @@
+//! Saving: atomic (temporary file in the target's folder, fsync, rename, fsync the folder) and without
+//! copying tensor bytes in user space. The protobuf framing is encoded into one small buffer while every
+//! large `raw_data` is handed to `writev` as it sits (usually a page of the input's memory map), and an
+//! unchanged external-data file is linked or copied in the kernel, never rewritten.
+
+use super::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
+use super::{Error, Model, Result};
+use bytes::Bytes;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+
+/// Tensors smaller than this are encoded inline with their record; splitting them off would cost more in
+/// iovecs than it saves in copies.
+const SPLIT_BYTES: usize = 4096;
+/// Protobuf messages cannot exceed 2 GiB.
+const PROTOBUF_LIMIT: usize = (1 << 31) - 1;
+/// Field numbers used in the hand-framed parts.
+const MODEL_GRAPH: u32 = 7;
+const GRAPH_INITIALIZER: u32 = 5;
+const TENSOR_RAW_DATA: u32 = 9;
+
+/// What to do with tensor data that could live outside the model file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ExternalPolicy {
+    /// Tensors loaded from external data and still unchanged stay there (the data file is reused); all
+    /// other tensors are written inline.
+    #[default]
+    Keep,
+    /// Everything inline in the model file.
+    Inline,
+    /// Every initializer of at least `threshold` bytes goes to one new data file `location` beside the model.
+    Single { location: String, threshold: usize },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions {
+    pub external: ExternalPolicy,
+}
+
+/// What a save wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SaveReport {
+    pub model_bytes: u64,
+    /// Data files written or linked beside the model, by location.
+    pub data_files: Vec<String>,
+    /// Data files that were already in place and left untouched.
+    pub reused_data_files: Vec<String>,
+}
+
+/// Saves `model` to `path` atomically.
+pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SaveReport> {
+    let dir = parent_dir(path);
+    let mut graph = model.graph.to_proto();
+    let mut report = SaveReport::default();
+    let mut new_data: Vec<Bytes> = Vec::new();
+    let mut new_data_len = 0usize;
+    let mut kept: BTreeMap<String, PathBuf> = BTreeMap::new();
+
+    for t in &mut graph.initializer {
+        let origin = model.origins.get(t.name()).filter(|o| t.raw_data.as_ref().is_some_and(|r| o.is_unchanged(r)));
+        match (&opts.external, origin) {
+            (ExternalPolicy::Keep, Some(origin)) => {
+                make_external(t, origin.entries.clone());
+                kept.insert(origin.location.clone(), origin.file.clone());
+            }
+            (ExternalPolicy::Single { location, threshold }, _)
+                if t.raw_data.as_ref().is_some_and(|r| r.len() >= *threshold) =>
+            {
+                // 64-byte alignment lets a reader map tensors straight into SIMD-friendly addresses.
+                let pad = (64 - new_data_len % 64) % 64;
+                if pad > 0 {
+                    new_data.push(Bytes::from_static(&[0u8; 64][..pad]));
+                    new_data_len += pad;
+                }
+                let raw = t.raw_data.clone().unwrap();
+                let entries = vec![
+                    entry("location", location),
+                    entry("offset", &new_data_len.to_string()),
+                    entry("length", &raw.len().to_string()),
+                ];
+                new_data_len += raw.len();
+                new_data.push(raw);
+                make_external(t, entries);
+            }
+            _ => {}
+        }
+    }
+
+    // Data files first: a model file must never name data that is not there yet.
+    if let ExternalPolicy::Single { location, .. } = &opts.external {
+        if !new_data.is_empty() {
+            let target = super::external::resolve_path(&dir, location).map_err(|reason| Error::ExternalData {
+                path: path.to_path_buf(),
+                tensor: "*".into(),
+                reason,
+            })?;
+            let segments: Vec<Segment> = new_data.into_iter().map(Segment::Shared).collect();
+            write_atomic(&target, &[], &segments)?;
+            report.data_files.push(location.clone());
+        }
+    }
+    for (location, source) in &kept {
+        let target = dir.join(location);
+        if same_file(source, &target) {
+            report.reused_data_files.push(location.clone());
+        } else {
+            place_data_file(source, &target)?;
+            report.data_files.push(location.clone());
+        }
+    }
+
+    let mut proto = model.proto.clone();
+    proto.graph = Some(graph);
+    let (scratch, segments) = frame_model(proto, path)?;
+    report.model_bytes = write_atomic(path, &scratch, &segments)?;
+    Ok(report)
+}
+
+/// Encodes the whole model into one buffer (copies every tensor). For tests and small models.
+pub fn encode_to_vec(model: &Model) -> Vec<u8> {
+    let mut proto = model.proto.clone();
+    proto.graph = Some(model.graph.to_proto());
+    proto.encode_to_vec()
+}
+
+fn make_external(t: &mut TensorProto, entries: Vec<StringStringEntryProto>) {
+    t.raw_data = None;
+    t.data_location = Some(DataLocation::External as i32);
+    t.external_data = entries;
+}
+
+fn entry(key: &str, value: &str) -> StringStringEntryProto {
+    StringStringEntryProto {
+        key: Some(key.into()),
+        value: Some(value.into()),
+    }
+}
+
+/// A piece of the output: a range of the framing buffer, or tensor bytes written where they lie.
+enum Segment {
+    Scratch(usize, usize),
+    Shared(Bytes),
+}
+
+/// Frames `proto` as the protobuf encoding of a `ModelProto`: everything except the large `raw_data`
+/// fields is encoded into `scratch`, the large tensors' bytes become their own segments. Protobuf lets
+/// fields come in any order, so the graph and each initializer are written after the rest of their parent.
+fn frame_model(mut proto: ModelProto, path: &Path) -> Result<(Vec<u8>, Vec<Segment>)> {
+    let total = proto.encoded_len();
+    if total > PROTOBUF_LIMIT {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the model encodes to {total} bytes, over protobuf's 2 GiB limit: save with external data"
+                ),
+            ),
+        ));
+    }
+    let mut graph = proto.graph.take().expect("graph set by save");
+    let inits = std::mem::take(&mut graph.initializer);
+    let graph_len = graph.encoded_len()
+        + inits
+            .iter()
+            .map(|t| key_len(GRAPH_INITIALIZER) + encoded_len_varint(t.encoded_len() as u64) + t.encoded_len())
+            .sum::<usize>();
+
+    let mut scratch = Vec::with_capacity(64 * 1024);
+    let mut segments = Vec::new();
+    proto.encode(&mut scratch).expect("Vec grows");
+    encode_key(MODEL_GRAPH, WireType::LengthDelimited, &mut scratch);
+    encode_varint(graph_len as u64, &mut scratch);
+    graph.encode(&mut scratch).expect("Vec grows");
+    let mut start = 0;
+    for mut t in inits {
+        let len = t.encoded_len();
+        encode_key(GRAPH_INITIALIZER, WireType::LengthDelimited, &mut scratch);
+        encode_varint(len as u64, &mut scratch);
+        match t.raw_data.take() {
+            Some(raw) if raw.len() >= SPLIT_BYTES => {
+                t.encode(&mut scratch).expect("Vec grows");
+                encode_key(TENSOR_RAW_DATA, WireType::LengthDelimited, &mut scratch);
+                encode_varint(raw.len() as u64, &mut scratch);
+                segments.push(Segment::Scratch(start, scratch.len()));
+                start = scratch.len();
+                segments.push(Segment::Shared(raw));
+            }
+            raw => {
+                t.raw_data = raw;
+                t.encode(&mut scratch).expect("Vec grows");
+            }
+        }
+    }
+    segments.push(Segment::Scratch(start, scratch.len()));
+    debug_assert_eq!(
+        segments
+            .iter()
+            .map(|s| match s {
+                Segment::Scratch(a, b) => b - a,
+                Segment::Shared(b) => b.len(),
+            })
+            .sum::<usize>(),
+        total
+    );
+    Ok((scratch, segments))
+}
+
+/// Writes the segments to a temporary file beside `target`, syncs it, renames it over `target` and syncs
+/// the folder. Returns the bytes written.
+fn write_atomic(target: &Path, scratch: &[u8], segments: &[Segment]) -> Result<u64> {
+    let dir = parent_dir(target);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ocrnet-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    let mut slices: Vec<IoSlice<'_>> = segments
+        .iter()
+        .map(|s| match s {
+            Segment::Scratch(a, b) => IoSlice::new(&scratch[*a..*b]),
+            Segment::Shared(b) => IoSlice::new(b),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    write_all_vectored(tmp.as_file_mut(), &mut slices).map_err(|e| Error::io(target, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(target, e))?;
+    tmp.persist(target).map_err(|e| Error::io(target, e.error))?;
+    sync_dir(&dir);
+    Ok(total as u64)
+}
+
+/// `write_all` for iovecs, at most IOV_MAX at a time, resuming after short writes.
+fn write_all_vectored(file: &mut std::fs::File, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    while !bufs.is_empty() {
+        let n = bufs.len().min(IOV_MAX);
+        match file.write_vectored(&bufs[..n]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut bufs, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Puts an unchanged data file beside the new model: a hard link when the file system allows, otherwise a
+/// copy (`std::fs::copy` uses copy_file_range, so the bytes stay in the kernel). Atomic either way.
+fn place_data_file(source: &Path, target: &Path) -> Result<()> {
+    let dir = parent_dir(target);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".ocrnet-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?
+        .into_temp_path();
+    std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if std::fs::hard_link(source, &tmp).is_err() {
+        std::fs::copy(source, &tmp).map_err(|e| Error::io(source, e))?;
+    }
+    tmp.persist(target).map_err(|e| Error::io(target, e.error))?;
+    sync_dir(&dir);
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a rename durable. Best effort: some file systems refuse to fsync a directory.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
