@@ -644,37 +644,64 @@ def image_like_input(shape: Sequence[int], seed: int) -> torch.Tensor:
     return ((img - mean) / std).contiguous()
 
 
+# Trained OCR models have confident soft object regions (aux logits spanning
+# several units); random weights give nearly flat ones. With flat regions all K
+# object contexts collapse onto the image mean, the BatchNorms after f_object /
+# f_down measure a near-zero variance and blow activations up by 100x.
+AUX_LOGIT_STD = 4.0
+
+
+def _measure_bn_stats(model: nn.Module, bns: list, x: torch.Tensor) -> None:
+    # One train-mode forward with cumulative averaging: running stats become
+    # exactly this batch's statistics. Dropout stays off so it cannot skew them.
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout2d):
+            m.eval()
+    model(x)
+    model.eval()
+    for bn in bns:
+        bn.momentum = BN_MOMENTUM
+        bn.num_batches_tracked.zero_()
+
+
+def aux_classifier(model: nn.Module) -> nn.Conv2d:
+    """The last conv of the aux head (the soft object region logits)."""
+    return model.aux_head[3] if model.head == "official" else model.decode_head[0].conv_seg
+
+
 @torch.no_grad()
 def randomise_bn(model: nn.Module, seed: int) -> None:
     """Give every BatchNorm non-trivial, seeded statistics and affine parameters.
 
     Purely random running stats would make activations explode or vanish through
-    ~100 layers, which makes fp16/int8 checks downstream meaningless. So the
-    running statistics are first measured on an image-like batch (one train-mode
-    forward with cumulative averaging), then jittered; gamma/beta are random.
+    ~100 layers, which makes fp16/int8 checks downstream meaningless. So gamma and
+    beta are random, the running statistics are measured on an image-like batch
+    and then jittered, and the aux logits are scaled to a trained model's spread
+    (see AUX_LOGIT_STD). Everything is a function of the seed.
     """
     g = torch.Generator().manual_seed(seed + 1)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in bns:
         bn.weight.uniform_(0.5, 1.5, generator=g)
         bn.bias.normal_(0.0, 0.2, generator=g)
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: one batch -> exactly its stats
 
-    was_training = model.training
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.Dropout2d):
-            m.eval()
-    model(image_like_input((2, 3, 128, 256), seed + 2))
-    model.train(was_training)
+    x = image_like_input((2, 3, 128, 256), seed + 2)
+    _measure_bn_stats(model, bns, x)
+    cls = aux_classifier(model)
+    gain = AUX_LOGIT_STD / model(x)[0].std().item()
+    cls.weight.mul_(gain)
+    cls.bias.mul_(gain)
+    # Everything after the gather depends on the aux logits: measure again.
+    _measure_bn_stats(model, bns, x)
 
     for bn in bns:
         std = bn.running_var.sqrt()
         bn.running_mean.add_(0.1 * std * torch.randn(std.shape, generator=g))
         bn.running_var.mul_(torch.empty_like(std).uniform_(0.7, 1.4, generator=g))
-        bn.momentum = BN_MOMENTUM
-        bn.num_batches_tracked.zero_()
 
 
 def load_official_checkpoint(model: nn.Module, path: str) -> None:

@@ -7,10 +7,12 @@ pub mod manifest;
 pub mod ocr;
 pub mod onnx;
 pub mod passes;
+pub mod pipeline;
 pub mod recipe;
 pub mod shape;
 pub mod tensor;
 pub mod exec;
+pub mod bench;
 
 /// The tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

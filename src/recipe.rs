@@ -1,1 +1,274 @@
-//! recipe
+//! Recipes: what to compile, in YAML. Parsed strictly (unknown fields are errors naming the field), then
+//! validated into a [`Recipe`] whose paths are resolved against the recipe's own folder.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The recipe compiled into the binary, used when `compile` is given none. Its paths are relative to
+/// `models/recipes/` of this source tree.
+pub const DEFAULT_RECIPE: &str = include_str!("../models/recipes/default.yaml");
+/// Where the default recipe's relative paths point.
+pub const DEFAULT_RECIPE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/recipes");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecipeError {
+    #[error("{source_name}: {message}")]
+    Parse { source_name: String, message: String },
+    #[error("{source_name}: field '{field}': {message}")]
+    Field {
+        source_name: String,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Precisions an engine can be built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+/// The recipe as written in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeFile {
+    /// The ONNX model, relative to the recipe's folder.
+    pub model: PathBuf,
+    pub input: InputSpec,
+    #[serde(default = "default_classes")]
+    pub num_classes: u32,
+    #[serde(default = "default_precisions")]
+    pub precisions: Vec<Precision>,
+    #[serde(default)]
+    pub calibration: Option<CalibrationSpec>,
+    /// Where artifacts go, relative to the recipe's folder unless `--out` overrides it.
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+}
+
+/// The network input: its name and either one static shape or a min/opt/max range for dynamic models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    #[serde(default)]
+    pub shape: Option<Vec<i64>>,
+    #[serde(default)]
+    pub min: Option<Vec<i64>>,
+    #[serde(default)]
+    pub opt: Option<Vec<i64>>,
+    #[serde(default)]
+    pub max: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSpec {
+    /// A Cityscapes-layout folder or a folder of images, relative to the recipe's folder.
+    pub data: PathBuf,
+    #[serde(default = "default_split")]
+    pub split: String,
+    #[serde(default = "default_images")]
+    pub images: u32,
+}
+
+fn default_classes() -> u32 {
+    19
+}
+fn default_precisions() -> Vec<Precision> {
+    vec![Precision::Fp16, Precision::Int8]
+}
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("out")
+}
+fn default_split() -> String {
+    "train".into()
+}
+fn default_images() -> u32 {
+    32
+}
+
+/// Input shapes for an optimization profile. A static shape has min = opt = max.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShapeRange {
+    pub min: Vec<i64>,
+    pub opt: Vec<i64>,
+    pub max: Vec<i64>,
+}
+
+impl ShapeRange {
+    pub fn is_static(&self) -> bool {
+        self.min == self.max
+    }
+}
+
+/// A validated recipe with resolved paths.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Where it came from: a path, or "embedded default recipe".
+    pub source_name: String,
+    /// The YAML text, for hashing into the manifest.
+    pub text: String,
+    pub file: RecipeFile,
+    pub model: PathBuf,
+    pub input_name: String,
+    pub shapes: ShapeRange,
+    pub calibration_data: Option<PathBuf>,
+    pub output_dir: PathBuf,
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file.
+    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// The recipe built into the binary.
+    pub fn embedded_default() -> Result<Self, RecipeError> {
+        Self::parse(DEFAULT_RECIPE, "embedded default recipe", Path::new(DEFAULT_RECIPE_DIR))
+    }
+
+    /// Parses YAML text; `base` resolves relative paths.
+    pub fn parse(text: &str, source_name: &str, base: &Path) -> Result<Self, RecipeError> {
+        let file: RecipeFile = serde_saphyr::from_str(text).map_err(|e| RecipeError::Parse {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        let field = |field: &str, message: String| RecipeError::Field {
+            source_name: source_name.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if file.input.name.is_empty() {
+            return Err(field("input.name", "must not be empty".into()));
+        }
+        let shapes = shape_range(&file.input).map_err(|(f, m)| field(f, m))?;
+        if file.num_classes == 0 || file.num_classes > 255 {
+            return Err(field(
+                "num_classes",
+                format!("{} is out of range: class maps are 8-bit, 1..=255", file.num_classes),
+            ));
+        }
+        if file.precisions.is_empty() {
+            return Err(field("precisions", "name at least one of fp32, fp16, int8".into()));
+        }
+        if let Some(c) = &file.calibration {
+            if c.images == 0 {
+                return Err(field("calibration.images", "must be at least 1".into()));
+            }
+        }
+        Ok(Recipe {
+            source_name: source_name.to_string(),
+            text: text.to_string(),
+            model: base.join(&file.model),
+            input_name: file.input.name.clone(),
+            shapes,
+            calibration_data: file.calibration.as_ref().map(|c| base.join(&c.data)),
+            output_dir: base.join(&file.output_dir),
+            file,
+        })
+    }
+}
+
+/// Either `shape`, or all of `min`, `opt` and `max`: same rank, positive, min <= opt <= max.
+fn shape_range(input: &InputSpec) -> Result<ShapeRange, (&'static str, String)> {
+    let range = match (&input.shape, &input.min, &input.opt, &input.max) {
+        (Some(s), None, None, None) => ShapeRange {
+            min: s.clone(),
+            opt: s.clone(),
+            max: s.clone(),
+        },
+        (None, Some(min), Some(opt), Some(max)) => ShapeRange {
+            min: min.clone(),
+            opt: opt.clone(),
+            max: max.clone(),
+        },
+        (Some(_), _, _, _) => {
+            return Err(("input.shape", "give either shape or min/opt/max, not both".into()))
+        }
+        _ => {
+            return Err((
+                "input",
+                "give a static `shape`, or all three of `min`, `opt` and `max`".into(),
+            ))
+        }
+    };
+    for (name, dims) in [("input.min", &range.min), ("input.opt", &range.opt), ("input.max", &range.max)] {
+        if dims.len() != 4 {
+            return Err((name, format!("{dims:?} must be NCHW (4 dims)")));
+        }
+        if dims.iter().any(|&d| d <= 0) {
+            return Err((name, format!("{dims:?} has a non-positive dimension")));
+        }
+        if dims[1] != 3 {
+            return Err((name, format!("{dims:?}: HRNet-OCR takes 3 (RGB) input channels")));
+        }
+    }
+    let ordered = |a: &[i64], b: &[i64]| a.iter().zip(b).all(|(x, y)| x <= y);
+    if !ordered(&range.min, &range.opt) || !ordered(&range.opt, &range.max) {
+        return Err(("input.opt", "each dimension must satisfy min <= opt <= max".into()));
+    }
+    Ok(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Recipe, RecipeError> {
+        Recipe::parse(text, "test.yaml", Path::new("/r"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let r = Recipe::embedded_default().unwrap();
+        assert!(r.shapes.is_static());
+        assert!(r.model.exists(), "default model {} is missing", r.model.display());
+    }
+
+    #[test]
+    fn dynamic_range_and_paths() {
+        let r = parse(
+            "model: m.onnx\ninput:\n  name: input\n  min: [1,3,256,512]\n  opt: [1,3,512,1024]\n  max: [1,3,1024,2048]\nprecisions: [fp16]\n",
+        )
+        .unwrap();
+        assert_eq!(r.model, Path::new("/r/m.onnx"));
+        assert_eq!(r.shapes.opt, vec![1, 3, 512, 1024]);
+        assert!(!r.shapes.is_static());
+        assert_eq!(r.file.precisions, vec![Precision::Fp16]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let unknown = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecision: [fp16]\n");
+        assert!(unknown.unwrap_err().to_string().contains("precision"));
+        let bad_prec = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecisions: [fp8]\n");
+        assert!(bad_prec.unwrap_err().to_string().contains("fp8"));
+        let order = parse(
+            "model: m.onnx\ninput: {name: input, min: [1,3,64,64], opt: [1,3,32,64], max: [1,3,128,128]}\n",
+        );
+        let e = order.unwrap_err().to_string();
+        assert!(e.contains("input.opt") && e.contains("min <= opt"), "{e}");
+        let rank = parse("model: m.onnx\ninput: {name: input, shape: [3,64,64]}\n");
+        assert!(rank.unwrap_err().to_string().contains("input.min"));
+        let classes = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nnum_classes: 0\n");
+        assert!(classes.unwrap_err().to_string().contains("num_classes"));
+        let missing = parse("input: {name: input, shape: [1,3,64,64]}\n");
+        assert!(missing.unwrap_err().to_string().contains("model"));
+    }
+}

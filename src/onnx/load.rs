@@ -61,6 +61,7 @@ pub fn load_bytes(bytes: Bytes, label: &Path, base_dir: Option<&Path>) -> Result
     let graph_proto = proto.graph.take().expect("checked by check_header");
     let mut graph = Graph::from_proto(graph_proto).map_err(|e| context(label, e))?;
     let origins = resolve_external(&mut graph, label, base_dir)?;
+    check_initializers(&graph, label)?;
     Ok((
         Model {
             proto,
@@ -155,6 +156,37 @@ fn resolve_external(
         reason: "external data is supported for graph initializers only".into(),
     })?;
     Ok(origins)
+}
+
+/// Every initializer has a known data type and, when its bytes are raw, exactly as many as its dims say.
+/// Only lengths are compared: the tensor bytes themselves are not touched.
+fn check_initializers(graph: &Graph, label: &Path) -> Result<()> {
+    use super::proto::tensor_proto::DataType;
+    for t in &graph.initializers {
+        let err = |reason: String| Error::NotAModel {
+            path: label.to_path_buf(),
+            reason: format!("initializer '{}': {reason}", t.name()),
+        };
+        let Ok(dtype) = DataType::try_from(t.data_type()) else {
+            return Err(err(format!("unknown data type {}", t.data_type())));
+        };
+        if dtype == DataType::Undefined {
+            return Err(err("data type is undefined".into()));
+        }
+        if t.dims.iter().any(|&d| d < 0) {
+            return Err(err(format!("negative dimension in {:?}", t.dims)));
+        }
+        if let (Some(raw), Some(expected)) = (&t.raw_data, expected_bytes(t)) {
+            if raw.len() != expected {
+                return Err(err(format!(
+                    "raw_data holds {} bytes, dims {:?} of {dtype:?} need {expected}",
+                    raw.len(),
+                    t.dims
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn expected_bytes(t: &super::proto::TensorProto) -> Option<usize> {

@@ -1,0 +1,62 @@
+//! Benchmark plumbing shared by the `bench` commands: run a command as a child process and measure its wall
+//! time and peak resident memory the same way for us and for the peer we compare with.
+
+use serde::Serialize;
+use std::process::Command;
+use std::time::Instant;
+
+/// One measured run of a child process.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Run {
+    pub seconds: f64,
+    /// Peak resident set size of the child (`ru_maxrss`), in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `cmd` to completion, measuring it with `wait4` so the peak RSS is the child's own.
+pub fn measure(cmd: &mut Command) -> std::io::Result<Run> {
+    cmd.stdout(std::process::Stdio::null());
+    let start = Instant::now();
+    let child = cmd.spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for the child we just spawned and reaps it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let seconds = start.elapsed().as_secs_f64();
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(std::io::Error::other(format!("{cmd:?} failed (wait status {status})")));
+    }
+    Ok(Run {
+        seconds,
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// Median and peak over repeated runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub runs: usize,
+    pub median_seconds: f64,
+    pub min_seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+impl Summary {
+    pub fn of(name: &str, runs: &[Run]) -> Self {
+        let mut secs: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        Summary {
+            name: name.to_string(),
+            runs: runs.len(),
+            median_seconds: secs.get(secs.len() / 2).copied().unwrap_or(f64::NAN),
+            min_seconds: secs.first().copied().unwrap_or(f64::NAN),
+            peak_rss_bytes: runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `ocrnet-edge compile`.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use ocrnet_edge::pipeline::{self, Progress};
+use ocrnet_edge::recipe::Recipe;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A spinner naming the current stage; indicatif hides it when stderr is not a terminal.
+struct Spinner(ProgressBar);
+
+impl Progress for Spinner {
+    fn stage(&self, name: &str) {
+        self.0.set_message(name.to_string());
+    }
+}
+
+pub fn run(recipe: Option<&Path>, out: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let recipe = match recipe {
+        Some(path) => Recipe::load(path)?,
+        None => Recipe::embedded_default()?,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let result = pipeline::compile(&recipe, out, &Spinner(bar.clone()));
+    bar.finish_and_clear();
+    let report = result.with_context(|| format!("compiling {}", recipe.source_name))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let s = &report.simplify;
+        println!(
+            "simplified {}: {} → {} nodes ({} folded, {} identities removed, {} dead)",
+            recipe.model.display(),
+            s.nodes_before,
+            s.nodes_after,
+            s.folded,
+            s.removed_identity,
+            s.dead_removed
+        );
+        for a in &report.artifacts {
+            println!("wrote {}", report.out_dir.join(a).display());
+        }
+        println!("wrote {}", report.manifest.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

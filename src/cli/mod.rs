@@ -1,0 +1,128 @@
+//! Command-line flags and the dispatch to each command. Commands print; the library does the work.
+
+mod bench;
+mod compile;
+mod model_cmds;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "ocrnet-edge", version, about = "Compile HRNet-OCR ONNX models for NVIDIA Jetson Orin")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline of a recipe (the embedded default recipe when none is given).
+    Compile {
+        recipe: Option<PathBuf>,
+        /// Output folder (default: the recipe's output_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's inputs, outputs, opsets, op histogram and parameters.
+    Inspect {
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fold constants and shape arithmetic, drop Identity/Dropout and dead nodes, infer shapes.
+    Simplify {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Pin a dynamic input, e.g. `input=1,3,512,1024` (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+        input_shapes: Vec<String>,
+        #[command(flatten)]
+        external: ExternalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load and save a model unchanged (re-encode, move tensors in or out of external data).
+    Convert {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        external: ExternalArgs,
+    },
+    /// Benchmarks, each next to its peer measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExternalArgs {
+    /// Write every initializer of at least --external-threshold bytes to this data file beside the output.
+    #[arg(long, value_name = "LOCATION", conflicts_with = "inline")]
+    pub external_data: Option<String>,
+    #[arg(long, default_value_t = 1024)]
+    pub external_threshold: usize,
+    /// Write every tensor inline, even those loaded from external data.
+    #[arg(long)]
+    pub inline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load + save and load + simplify + save of MODEL, next to Python's onnx.load + onnx.save.
+    Io {
+        model: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Python interpreter with the `onnx` package, for the peer measurement.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new().filter_level(level).format_timestamp(None).parse_default_env().init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Compile { recipe, out, json } => compile::run(recipe.as_deref(), out.as_deref(), json),
+        Command::Inspect { model, json } => model_cmds::inspect(&model, json),
+        Command::Simplify {
+            model,
+            output,
+            input_shapes,
+            external,
+            json,
+        } => model_cmds::simplify(&model, &output, &input_shapes, &external, json),
+        Command::Convert {
+            model,
+            output,
+            external,
+        } => model_cmds::convert(&model, &output, &external),
+        Command::Bench(BenchCommand::Io {
+            model,
+            runs,
+            python,
+            json,
+        }) => bench::io(&model, runs, &python, json),
+    }
+}
