@@ -630,8 +630,9 @@ class MMSegOCRHead(nn.Module):
 def image_like_input(shape: Sequence[int], seed: int) -> torch.Tensor:
     """A deterministic, ImageNet-normalised, image-like NCHW float32 tensor.
 
-    Smooth colour blobs plus a little pixel noise, so the statistics look like a
-    normalised photo (mean ~0, std ~1 per channel) rather than white noise.
+    Smooth colour blobs plus a little pixel noise in [0, 1], normalised with the
+    ImageNet mean/std like a real photo (values about -2.1..2.6), so the network
+    sees image-like spatial statistics rather than white noise.
     """
     n, c, h, w = shape
     rng = np.random.default_rng(seed)
@@ -813,6 +814,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Learnable parameters of the official HRNetV2-W48 + OCR, 19 classes (the paper
+# and model zoo say 70.3 M); a drift means the module tree no longer matches.
+OFFICIAL_W48_PARAMS = 70_372_678
+
+
+def is_official_w48(args: argparse.Namespace) -> bool:
+    return (args.branch_width is None and args.width == 48 and args.num_modules == [1, 4, 3]
+            and args.num_blocks == 4 and args.layer1_blocks == 4 and args.ocr_mid == 512
+            and args.ocr_key == 256 and args.num_classes == 19 and args.head == "official")
+
+
 def export(model: nn.Module, example: torch.Tensor, args: argparse.Namespace) -> None:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
@@ -879,6 +891,8 @@ def run(argv: Sequence[str] | None = None):
     model = build_model(args)
     n = count_params(model)
     print(f"parameters: {n} ({n / 1e6:.2f} M)")
+    if is_official_w48(args) and n != OFFICIAL_W48_PARAMS:
+        raise SystemExit(f"official W48 config should have {OFFICIAL_W48_PARAMS} parameters, got {n}")
 
     example = image_like_input((args.batch, 3, args.height, args.width_px), args.seed)
     t1 = time.perf_counter()

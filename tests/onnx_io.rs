@@ -235,3 +235,27 @@ fn bad_external_data_names_the_tensor_and_file() {
     let e = load_err(&wrong_len);
     assert!(e.contains("12 bytes") && e.contains("need 16"), "{e}");
 }
+
+#[test]
+fn ir_versions_3_to_10_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for ir in 3..=10 {
+        let mut m = tiny_model(4);
+        m.ir_version = Some(ir);
+        let path = write_proto(dir.path(), &format!("ir{ir}.onnx"), &m);
+        let model = onnx::load(&path).unwrap_or_else(|e| panic!("IR {ir}: {e}"));
+        assert_eq!(model.proto.ir_version(), ir);
+    }
+}
+
+#[test]
+fn fields_unknown_to_the_schema_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = tiny_model(4).encode_to_vec();
+    // Field 99 of ModelProto, varint 1: a field from some future exporter (key 99<<3 = 792 = 0x98 0x06).
+    bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
+    let path = dir.path().join("future.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let (_, report) = onnx::load_with_report(&path).unwrap();
+    assert_eq!(report.unaccounted_bytes, 3);
+}

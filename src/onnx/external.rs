@@ -5,6 +5,7 @@ use super::proto::{tensor_proto::DataLocation, StringStringEntryProto};
 use super::{Error, Result};
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Where an initializer's bytes came from when the model referenced external data; kept so that an unchanged
 /// tensor is written back as the same reference and its file reused rather than rewritten.
@@ -27,9 +28,28 @@ impl ExternalOrigin {
     }
 }
 
+/// A file mapped read-only, with its open handle: saving copies tensor bytes from the handle with
+/// `copy_file_range`, so they never pass through user space (nor fault the map's pages in). The handle, not
+/// the path, is kept because the path may be replaced (a model saved over itself) while the map lives on.
+#[derive(Debug, Clone)]
+pub struct MappedFile {
+    pub path: PathBuf,
+    pub file: Arc<std::fs::File>,
+    pub bytes: Bytes,
+}
+
+impl MappedFile {
+    /// Offset in the file of `view`, if `view` lies inside this map.
+    pub fn offset_of(&self, view: &[u8]) -> Option<u64> {
+        let base = self.bytes.as_ptr() as usize;
+        let start = view.as_ptr() as usize;
+        (start >= base && start + view.len() <= base + self.bytes.len()).then(|| (start - base) as u64)
+    }
+}
+
 /// Maps a whole file read-only. The length is taken once, before mapping, and the map covers exactly that;
 /// an empty file gives empty bytes (mapping zero bytes is an error on Linux).
-pub fn map_file(path: &Path) -> Result<Bytes> {
+pub fn map_file(path: &Path) -> Result<MappedFile> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
@@ -38,17 +58,23 @@ pub fn map_file(path: &Path) -> Result<Bytes> {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
         ));
     }
-    if meta.len() == 0 {
-        return Ok(Bytes::new());
-    }
-    let len = usize::try_from(meta.len()).map_err(|_| {
-        Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))
-    })?;
-    // SAFETY: the map is read-only and private to this process. Another process truncating the file while it
-    // is mapped would fault on access; we take the length before mapping and never read past it, which is the
-    // most a reader of a shared file can do (the same contract as every mmap-based model loader).
-    let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok(Bytes::from_owner(map))
+    let bytes = if meta.len() == 0 {
+        Bytes::new()
+    } else {
+        let len = usize::try_from(meta.len()).map_err(|_| {
+            Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))
+        })?;
+        // SAFETY: the map is read-only and private to this process. Another process truncating the file
+        // while it is mapped would fault on access; we take the length before mapping and never read past
+        // it, which is the most a reader of a shared file can do (the contract of every mmap-based loader).
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.map_err(|e| Error::io(path, e))?;
+        Bytes::from_owner(map)
+    };
+    Ok(MappedFile {
+        path: path.to_path_buf(),
+        file: Arc::new(file),
+        bytes,
+    })
 }
 
 /// A parsed `external_data` list.

@@ -1,7 +1,7 @@
 //! Loading: memory-map the file, decode with prost so that tensor bytes stay views into the map, resolve
 //! external data (also mapped), and check that what came out is a model we can work on.
 
-use super::external::{self, ExternalOrigin};
+use super::external::{self, ExternalOrigin, MappedFile};
 use super::graph::Graph;
 use super::proto::{tensor_proto::DataLocation, ModelProto};
 use super::{Error, Model, Result};
@@ -30,9 +30,11 @@ pub fn load(path: &Path) -> Result<Model> {
 
 /// Like [`load`], also returning what the load noticed without failing.
 pub fn load_with_report(path: &Path) -> Result<(Model, LoadReport)> {
-    let bytes = external::map_file(path)?;
+    let mapped = external::map_file(path)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_bytes(bytes, path, Some(&base))
+    let (mut model, report) = load_bytes(mapped.bytes.clone(), path, Some(&base))?;
+    model.sources.push(mapped);
+    Ok((model, report))
 }
 
 /// Decodes a model from bytes. `label` names it in errors; `base_dir` is where external data is looked up
@@ -60,7 +62,7 @@ pub fn load_bytes(bytes: Bytes, label: &Path, base_dir: Option<&Path>) -> Result
     check_header(&proto, label)?;
     let graph_proto = proto.graph.take().expect("checked by check_header");
     let mut graph = Graph::from_proto(graph_proto).map_err(|e| context(label, e))?;
-    let origins = resolve_external(&mut graph, label, base_dir)?;
+    let (origins, sources) = resolve_external(&mut graph, label, base_dir)?;
     check_initializers(&graph, label)?;
     Ok((
         Model {
@@ -68,6 +70,7 @@ pub fn load_bytes(bytes: Bytes, label: &Path, base_dir: Option<&Path>) -> Result
             graph,
             path: Some(label.to_path_buf()),
             origins,
+            sources,
         },
         report,
     ))
@@ -104,8 +107,8 @@ fn resolve_external(
     graph: &mut Graph,
     label: &Path,
     base_dir: Option<&Path>,
-) -> Result<HashMap<String, ExternalOrigin>> {
-    let mut maps: HashMap<PathBuf, Bytes> = HashMap::new();
+) -> Result<(HashMap<String, ExternalOrigin>, Vec<MappedFile>)> {
+    let mut maps: HashMap<PathBuf, MappedFile> = HashMap::new();
     let mut origins = HashMap::new();
     for t in &mut graph.initializers {
         if t.data_location() != DataLocation::External {
@@ -123,11 +126,11 @@ fn resolve_external(
         let reference = external::Reference::parse(&t.external_data).map_err(&err)?;
         let file = external::resolve_path(base, &reference.location).map_err(&err)?;
         if !maps.contains_key(&file) {
-            let bytes = external::map_file(&file)
+            let mapped = external::map_file(&file)
                 .map_err(|e| err(format!("cannot read '{}': {e}", reference.location)))?;
-            maps.insert(file.clone(), bytes);
+            maps.insert(file.clone(), mapped);
         }
-        let whole = &maps[&file];
+        let whole = &maps[&file].bytes;
         let view = reference.slice(whole).map_err(&err)?;
         if let Some(expected) = expected_bytes(t) {
             if expected != view.len() {
@@ -155,7 +158,7 @@ fn resolve_external(
         tensor,
         reason: "external data is supported for graph initializers only".into(),
     })?;
-    Ok(origins)
+    Ok((origins, maps.into_values().collect()))
 }
 
 /// Every initializer has a known data type and, when its bytes are raw, exactly as many as its dims say.

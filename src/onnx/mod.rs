@@ -28,6 +28,8 @@ pub struct Model {
     pub path: Option<PathBuf>,
     /// Initializers that were loaded from external data, by name.
     pub(crate) origins: HashMap<String, external::ExternalOrigin>,
+    /// The mapped files tensor bytes may point into; saving copies from them in the kernel.
+    pub(crate) sources: Vec<external::MappedFile>,
 }
 
 impl Model {
@@ -40,6 +42,7 @@ impl Model {
             graph,
             path: None,
             origins: HashMap::new(),
+            sources: Vec::new(),
         }
     }
 

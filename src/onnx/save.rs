@@ -3,6 +3,7 @@
 //! large `raw_data` is handed to `writev` as it sits (usually a page of the input's memory map), and an
 //! unchanged external-data file is linked or copied in the kernel, never rewritten.
 
+use super::external::MappedFile;
 use super::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
 use super::{Error, Model, Result};
 use bytes::Bytes;
@@ -97,7 +98,8 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SaveReport
                 tensor: "*".into(),
                 reason,
             })?;
-            let segments: Vec<Segment> = new_data.into_iter().map(Segment::Shared).collect();
+            let segments: Vec<Segment> =
+                new_data.into_iter().map(|b| Segment::tensor(b, &model.sources)).collect();
             write_atomic(&target, &[], &segments)?;
             report.data_files.push(location.clone());
         }
@@ -114,7 +116,7 @@ pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SaveReport
 
     let mut proto = model.proto.clone();
     proto.graph = Some(graph);
-    let (scratch, segments) = frame_model(proto, path)?;
+    let (scratch, segments) = frame_model(proto, path, &model.sources)?;
     report.model_bytes = write_atomic(path, &scratch, &segments)?;
     Ok(report)
 }
@@ -143,12 +145,41 @@ fn entry(key: &str, value: &str) -> StringStringEntryProto {
 enum Segment {
     Scratch(usize, usize),
     Shared(Bytes),
+    /// Tensor bytes that are a view into a mapped source file: copied file-to-file in the kernel.
+    FileRange {
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        bytes: Bytes,
+    },
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Scratch(a, b) => b - a,
+            Segment::Shared(b) | Segment::FileRange { bytes: b, .. } => b.len(),
+        }
+    }
+
+    /// Tensor bytes, as a file range when they lie in one of the mapped sources.
+    fn tensor(bytes: Bytes, sources: &[MappedFile]) -> Self {
+        for src in sources {
+            if let Some(offset) = src.offset_of(&bytes) {
+                return Segment::FileRange {
+                    file: src.file.clone(),
+                    offset,
+                    bytes,
+                };
+            }
+        }
+        Segment::Shared(bytes)
+    }
 }
 
 /// Frames `proto` as the protobuf encoding of a `ModelProto`: everything except the large `raw_data`
 /// fields is encoded into `scratch`, the large tensors' bytes become their own segments. Protobuf lets
 /// fields come in any order, so the graph and each initializer are written after the rest of their parent.
-fn frame_model(mut proto: ModelProto, path: &Path) -> Result<(Vec<u8>, Vec<Segment>)> {
+fn frame_model(mut proto: ModelProto, path: &Path, sources: &[MappedFile]) -> Result<(Vec<u8>, Vec<Segment>)> {
     let total = proto.encoded_len();
     if total > PROTOBUF_LIMIT {
         return Err(Error::io(
@@ -187,7 +218,7 @@ fn frame_model(mut proto: ModelProto, path: &Path) -> Result<(Vec<u8>, Vec<Segme
                 encode_varint(raw.len() as u64, &mut scratch);
                 segments.push(Segment::Scratch(start, scratch.len()));
                 start = scratch.len();
-                segments.push(Segment::Shared(raw));
+                segments.push(Segment::tensor(raw, sources));
             }
             raw => {
                 t.raw_data = raw;
@@ -196,16 +227,7 @@ fn frame_model(mut proto: ModelProto, path: &Path) -> Result<(Vec<u8>, Vec<Segme
         }
     }
     segments.push(Segment::Scratch(start, scratch.len()));
-    debug_assert_eq!(
-        segments
-            .iter()
-            .map(|s| match s {
-                Segment::Scratch(a, b) => b - a,
-                Segment::Shared(b) => b.len(),
-            })
-            .sum::<usize>(),
-        total
-    );
+    debug_assert_eq!(segments.iter().map(Segment::len).sum::<usize>(), total);
     Ok((scratch, segments))
 }
 
@@ -219,20 +241,67 @@ fn write_atomic(target: &Path, scratch: &[u8], segments: &[Segment]) -> Result<u
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(|e| Error::io(&dir, e))?;
-    let mut slices: Vec<IoSlice<'_>> = segments
-        .iter()
-        .map(|s| match s {
-            Segment::Scratch(a, b) => IoSlice::new(&scratch[*a..*b]),
-            Segment::Shared(b) => IoSlice::new(b),
-        })
-        .filter(|s| !s.is_empty())
-        .collect();
-    let total: usize = slices.iter().map(|s| s.len()).sum();
-    write_all_vectored(tmp.as_file_mut(), &mut slices).map_err(|e| Error::io(target, e))?;
+    let total = write_segments(tmp.as_file_mut(), scratch, segments).map_err(|e| Error::io(target, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(target, e))?;
     tmp.persist(target).map_err(|e| Error::io(target, e.error))?;
     sync_dir(&dir);
     Ok(total as u64)
+}
+
+/// Writes the segments in order: runs of in-memory pieces with `writev`, file ranges with
+/// `copy_file_range` (falling back to writing the mapped bytes where the kernel cannot copy between the two
+/// files). Returns the bytes written.
+fn write_segments(out: &mut std::fs::File, scratch: &[u8], segments: &[Segment]) -> std::io::Result<usize> {
+    let mut pending: Vec<IoSlice<'_>> = Vec::new();
+    let mut total = 0;
+    for seg in segments {
+        total += seg.len();
+        match seg {
+            Segment::Scratch(a, b) => pending.push(IoSlice::new(&scratch[*a..*b])),
+            Segment::Shared(b) => pending.push(IoSlice::new(b)),
+            Segment::FileRange { file, offset, bytes } => {
+                write_all_vectored(out, &mut pending)?;
+                pending.clear();
+                if !copy_range(file, *offset, out, bytes.len())? {
+                    out.write_all(bytes)?;
+                }
+            }
+        }
+    }
+    write_all_vectored(out, &mut pending)?;
+    Ok(total)
+}
+
+/// Copies `len` bytes at `offset` of `src` to the current position of `out` inside the kernel. Returns
+/// false, having written nothing, when the kernel cannot do it for these two files (then the caller writes
+/// the bytes itself).
+fn copy_range(src: &std::fs::File, offset: u64, out: &mut std::fs::File, len: usize) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut off_in = offset as libc::loff_t;
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: both descriptors are open files owned by the caller; off_in is a valid pointer and a null
+        // off_out means "use and advance out's file position", which keeps writev and this call in order.
+        let n = unsafe {
+            libc::copy_file_range(src.as_raw_fd(), &mut off_in, out.as_raw_fd(), std::ptr::null_mut(), left, 0)
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) if left == len => return Ok(false),
+                _ => return Err(err),
+            }
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the source file shrank while the model was loaded",
+            ));
+        }
+        left -= n as usize;
+    }
+    Ok(true)
 }
 
 /// `write_all` for iovecs, at most IOV_MAX at a time, resuming after short writes.

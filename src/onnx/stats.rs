@@ -52,13 +52,14 @@ impl ModelStats {
         let mut parameters = 0u64;
         let mut parameter_bytes = 0u64;
         for t in &g.initializers {
-            let numel: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
-            parameters += numel;
+            // Saturating: dims are the file's claim, not memory we hold, and may multiply past u64.
+            let numel = t.dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64));
+            parameters = parameters.saturating_add(numel);
             let elem = super::proto::tensor_proto::DataType::try_from(t.data_type())
                 .ok()
                 .and_then(crate::tensor::elem_size)
                 .unwrap_or(0) as u64;
-            parameter_bytes += numel * elem;
+            parameter_bytes = parameter_bytes.saturating_add(numel.saturating_mul(elem));
         }
         ModelStats {
             path: model.path.as_ref().map(|p| p.display().to_string()),
