@@ -28,7 +28,9 @@ pub fn measure(cmd: &mut Command) -> std::io::Result<Run> {
         return Err(std::io::Error::last_os_error());
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(std::io::Error::other(format!("{cmd:?} failed (wait status {status})")));
+        return Err(std::io::Error::other(format!(
+            "{cmd:?} failed (wait status {status})"
+        )));
     }
     Ok(Run {
         seconds,

@@ -11,7 +11,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".ocrnet-").suffix(".tmp").tempfile_in(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ocrnet-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -2,6 +2,8 @@
 //! Jetson Orin. Each module owns one pipeline stage (see ARCHITECTURE.md in the design notes); the
 //! `ocrnet-edge` binary is a thin command line over this library.
 
+pub mod bench;
+pub mod exec;
 pub mod fsutil;
 pub mod manifest;
 pub mod ocr;
@@ -11,8 +13,6 @@ pub mod pipeline;
 pub mod recipe;
 pub mod shape;
 pub mod tensor;
-pub mod exec;
-pub mod bench;
 
 /// The tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

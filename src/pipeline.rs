@@ -30,7 +30,9 @@ pub enum PipelineError {
         #[source]
         source: onnx::Error,
     },
-    #[error("{recipe}: field 'input.name': the model has no input '{name}' (its inputs: {available})")]
+    #[error(
+        "{recipe}: field 'input.name': the model has no input '{name}' (its inputs: {available})"
+    )]
     NoSuchInput {
         recipe: String,
         name: String,
@@ -66,7 +68,9 @@ pub fn compile(
     out_dir: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<CompileReport, PipelineError> {
-    let out_dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| recipe.output_dir.clone());
+    let out_dir = out_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| recipe.output_dir.clone());
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PipelineError::Io { path, source }
@@ -80,17 +84,37 @@ pub fn compile(
         path: recipe.model.clone(),
         source,
     })?;
-    manifest.inputs.push(FileEntry::hash(&recipe.model, recipe.model.display().to_string()).map_err(io(&recipe.model))?);
+    manifest.inputs.push(
+        FileEntry::hash(&recipe.model, recipe.model.display().to_string())
+            .map_err(io(&recipe.model))?,
+    );
     for file in external_files(&model) {
-        manifest.inputs.push(FileEntry::hash(&file, file.display().to_string()).map_err(io(&file))?);
+        manifest
+            .inputs
+            .push(FileEntry::hash(&file, file.display().to_string()).map_err(io(&file))?);
     }
-    manifest.step("load", t.elapsed().as_secs_f64(), onnx::stats::ModelStats::of(&model));
+    manifest.step(
+        "load",
+        t.elapsed().as_secs_f64(),
+        onnx::stats::ModelStats::of(&model),
+    );
 
-    if !model.graph.inputs.iter().any(|v| v.name() == recipe.input_name) {
+    if !model
+        .graph
+        .inputs
+        .iter()
+        .any(|v| v.name() == recipe.input_name)
+    {
         return Err(PipelineError::NoSuchInput {
             recipe: recipe.source_name.clone(),
             name: recipe.input_name.clone(),
-            available: model.graph.inputs.iter().map(|v| v.name()).collect::<Vec<_>>().join(", "),
+            available: model
+                .graph
+                .inputs
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
 
@@ -113,15 +137,25 @@ pub fn compile(
 
     progress.stage("writing artifacts");
     let model_path = out_dir.join(SIMPLIFIED_MODEL);
-    let saved = onnx::save(&model, &model_path, &SaveOptions::default()).map_err(|source| PipelineError::Step {
-        what: "saving the simplified model".into(),
-        source,
+    let saved = onnx::save(&model, &model_path, &SaveOptions::default()).map_err(|source| {
+        PipelineError::Step {
+            what: "saving the simplified model".into(),
+            source,
+        }
     })?;
     let mut artifacts = vec![SIMPLIFIED_MODEL.to_string()];
-    artifacts.extend(saved.data_files.iter().chain(&saved.reused_data_files).cloned());
+    artifacts.extend(
+        saved
+            .data_files
+            .iter()
+            .chain(&saved.reused_data_files)
+            .cloned(),
+    );
     for name in &artifacts {
         let path = out_dir.join(name);
-        manifest.outputs.push(FileEntry::hash(&path, name.clone()).map_err(io(&path))?);
+        manifest
+            .outputs
+            .push(FileEntry::hash(&path, name.clone()).map_err(io(&path))?);
     }
     let manifest_path = manifest.write(&out_dir).map_err(io(&out_dir))?;
     Ok(CompileReport {

@@ -14,7 +14,10 @@ pub const DEFAULT_RECIPE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/model
 #[non_exhaustive]
 pub enum RecipeError {
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: field '{field}': {message}")]
     Field {
         source_name: String,
@@ -140,7 +143,11 @@ impl Recipe {
 
     /// The recipe built into the binary.
     pub fn embedded_default() -> Result<Self, RecipeError> {
-        Self::parse(DEFAULT_RECIPE, "embedded default recipe", Path::new(DEFAULT_RECIPE_DIR))
+        Self::parse(
+            DEFAULT_RECIPE,
+            "embedded default recipe",
+            Path::new(DEFAULT_RECIPE_DIR),
+        )
     }
 
     /// Parses YAML text; `base` resolves relative paths.
@@ -161,11 +168,17 @@ impl Recipe {
         if file.num_classes == 0 || file.num_classes > 255 {
             return Err(field(
                 "num_classes",
-                format!("{} is out of range: class maps are 8-bit, 1..=255", file.num_classes),
+                format!(
+                    "{} is out of range: class maps are 8-bit, 1..=255",
+                    file.num_classes
+                ),
             ));
         }
         if file.precisions.is_empty() {
-            return Err(field("precisions", "name at least one of fp32, fp16, int8".into()));
+            return Err(field(
+                "precisions",
+                "name at least one of fp32, fp16, int8".into(),
+            ));
         }
         if let Some(c) = &file.calibration {
             if c.images == 0 {
@@ -199,7 +212,10 @@ fn shape_range(input: &InputSpec) -> Result<ShapeRange, (&'static str, String)> 
             max: max.clone(),
         },
         (Some(_), _, _, _) => {
-            return Err(("input.shape", "give either shape or min/opt/max, not both".into()))
+            return Err((
+                "input.shape",
+                "give either shape or min/opt/max, not both".into(),
+            ))
         }
         _ => {
             return Err((
@@ -208,7 +224,11 @@ fn shape_range(input: &InputSpec) -> Result<ShapeRange, (&'static str, String)> 
             ))
         }
     };
-    for (name, dims) in [("input.min", &range.min), ("input.opt", &range.opt), ("input.max", &range.max)] {
+    for (name, dims) in [
+        ("input.min", &range.min),
+        ("input.opt", &range.opt),
+        ("input.max", &range.max),
+    ] {
         if dims.len() != 4 {
             return Err((name, format!("{dims:?} must be NCHW (4 dims)")));
         }
@@ -216,12 +236,18 @@ fn shape_range(input: &InputSpec) -> Result<ShapeRange, (&'static str, String)> 
             return Err((name, format!("{dims:?} has a non-positive dimension")));
         }
         if dims[1] != 3 {
-            return Err((name, format!("{dims:?}: HRNet-OCR takes 3 (RGB) input channels")));
+            return Err((
+                name,
+                format!("{dims:?}: HRNet-OCR takes 3 (RGB) input channels"),
+            ));
         }
     }
     let ordered = |a: &[i64], b: &[i64]| a.iter().zip(b).all(|(x, y)| x <= y);
     if !ordered(&range.min, &range.opt) || !ordered(&range.opt, &range.max) {
-        return Err(("input.opt", "each dimension must satisfy min <= opt <= max".into()));
+        return Err((
+            "input.opt",
+            "each dimension must satisfy min <= opt <= max".into(),
+        ));
     }
     Ok(range)
 }
@@ -238,7 +264,11 @@ mod tests {
     fn embedded_default_is_valid() {
         let r = Recipe::embedded_default().unwrap();
         assert!(r.shapes.is_static());
-        assert!(r.model.exists(), "default model {} is missing", r.model.display());
+        assert!(
+            r.model.exists(),
+            "default model {} is missing",
+            r.model.display()
+        );
     }
 
     #[test]
@@ -255,9 +285,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let unknown = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecision: [fp16]\n");
+        let unknown =
+            parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecision: [fp16]\n");
         assert!(unknown.unwrap_err().to_string().contains("precision"));
-        let bad_prec = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecisions: [fp8]\n");
+        let bad_prec =
+            parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nprecisions: [fp8]\n");
         assert!(bad_prec.unwrap_err().to_string().contains("fp8"));
         let order = parse(
             "model: m.onnx\ninput: {name: input, min: [1,3,64,64], opt: [1,3,32,64], max: [1,3,128,128]}\n",
@@ -266,7 +298,8 @@ mod tests {
         assert!(e.contains("input.opt") && e.contains("min <= opt"), "{e}");
         let rank = parse("model: m.onnx\ninput: {name: input, shape: [3,64,64]}\n");
         assert!(rank.unwrap_err().to_string().contains("input.min"));
-        let classes = parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nnum_classes: 0\n");
+        let classes =
+            parse("model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\nnum_classes: 0\n");
         assert!(classes.unwrap_err().to_string().contains("num_classes"));
         let missing = parse("input: {name: input, shape: [1,3,64,64]}\n");
         assert!(missing.unwrap_err().to_string().contains("model"));

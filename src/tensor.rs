@@ -110,7 +110,10 @@ impl Tensor {
         if want != data.len() {
             return Err(Error::tensor(
                 "<value>",
-                format!("shape {shape:?} needs {want} elements, data has {}", data.len()),
+                format!(
+                    "shape {shape:?} needs {want} elements, data has {}",
+                    data.len()
+                ),
             ));
         }
         Ok(Tensor { shape, data })
@@ -188,7 +191,10 @@ impl Tensor {
         let shape = t
             .dims
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| Error::tensor(name, format!("negative dimension {d}"))))
+            .map(|&d| {
+                usize::try_from(d)
+                    .map_err(|_| Error::tensor(name, format!("negative dimension {d}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let numel = shape
             .iter()
@@ -206,7 +212,11 @@ impl Tensor {
         if data.len() != numel {
             return Err(Error::tensor(
                 name,
-                format!("dims {:?} need {numel} elements, the tensor holds {}", t.dims, data.len()),
+                format!(
+                    "dims {:?} need {numel} elements, the tensor holds {}",
+                    t.dims,
+                    data.len()
+                ),
             ));
         }
         Ok(Tensor { shape, data })
@@ -256,19 +266,26 @@ pub fn elem_size(dtype: DataType) -> Option<usize> {
 fn decode_raw(name: &str, dtype: DataType, raw: &[u8], numel: usize) -> Result<Data> {
     let size = elem_size(dtype)
         .ok_or_else(|| Error::tensor(name, format!("data type {dtype:?} is not supported here")))?;
-    if raw.len() != numel * size {
+    let Some(need) = numel.checked_mul(size) else {
+        return Err(Error::tensor(
+            name,
+            format!("{numel} elements of {dtype:?} overflow the byte count"),
+        ));
+    };
+    if raw.len() != need {
         return Err(Error::tensor(
             name,
             format!(
-                "raw_data holds {} bytes, {numel} elements of {dtype:?} need {}",
-                raw.len(),
-                numel * size
+                "raw_data holds {} bytes, {numel} elements of {dtype:?} need {need}",
+                raw.len()
             ),
         ));
     }
     macro_rules! le {
         ($t:ty, $n:expr) => {
-            raw.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap())).collect()
+            raw.chunks_exact($n)
+                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
+                .collect()
         };
     }
     Ok(match dtype {
@@ -356,6 +373,9 @@ mod tests {
         let mut p = Tensor::vec_i64(vec![1, 2, 3]).to_proto("shape_const");
         p.dims = vec![4];
         let err = Tensor::from_proto(&p).unwrap_err().to_string();
-        assert!(err.contains("shape_const") && err.contains("24 bytes"), "{err}");
+        assert!(
+            err.contains("shape_const") && err.contains("24 bytes"),
+            "{err}"
+        );
     }
 }

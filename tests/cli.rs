@@ -6,7 +6,10 @@ use common::*;
 use std::process::{Command, Output};
 
 fn ocrnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocrnet-edge")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -20,17 +23,31 @@ fn inspect_json_describes_the_fixture() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["inputs"][0]["name"], "input");
-    assert_eq!(v["inputs"][0]["shape"], serde_json::json!(["1", "3", "64", "128"]));
-    let outputs: Vec<&str> = v["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        v["inputs"][0]["shape"],
+        serde_json::json!(["1", "3", "64", "128"])
+    );
+    let outputs: Vec<&str> = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(outputs, ["aux", "out"]);
     assert_eq!(v["opsets"][0], serde_json::json!(["ai.onnx", 11]));
     assert!(v["ops"]["Conv"].as_u64().unwrap() > 20);
     assert!(v["parameters"].as_u64().unwrap() > 100_000);
-    assert_eq!(v["parameter_bytes"].as_u64().unwrap(), 4 * v["parameters"].as_u64().unwrap());
+    assert_eq!(
+        v["parameter_bytes"].as_u64().unwrap(),
+        4 * v["parameters"].as_u64().unwrap()
+    );
 
     let text = ocrnet(&["inspect", path.to_str().unwrap()]);
     let text = String::from_utf8(text.stdout).unwrap();
-    assert!(text.contains("IR version") && text.contains("Conv"), "{text}");
+    assert!(
+        text.contains("IR version") && text.contains("Conv"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -42,7 +59,10 @@ fn bad_model_exits_1_naming_the_file() {
     let out = ocrnet(&["inspect", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("half.onnx") && err.contains("not an ONNX model"), "{err}");
+    assert!(
+        err.contains("half.onnx") && err.contains("not an ONNX model"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -52,7 +72,9 @@ fn compile_default_recipe_writes_model_and_manifest() {
     let out = ocrnet(&["compile", "--out", dir.path().to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["simplify"]["nodes_after"].as_u64() < report["simplify"]["nodes_before"].as_u64());
+    assert!(
+        report["simplify"]["nodes_after"].as_u64() < report["simplify"]["nodes_before"].as_u64()
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["schema"], "ocrnet-edge.manifest/1");
@@ -64,7 +86,10 @@ fn compile_default_recipe_writes_model_and_manifest() {
     let output = &manifest["outputs"][0];
     assert_eq!(output["path"], "model.simplified.onnx");
     let simplified = dir.path().join("model.simplified.onnx");
-    assert_eq!(output["blake3"].as_str().unwrap(), ocrnet_edge::fsutil::hash_file(&simplified).unwrap().1);
+    assert_eq!(
+        output["blake3"].as_str().unwrap(),
+        ocrnet_edge::fsutil::hash_file(&simplified).unwrap().1
+    );
     // The artifact is a loadable model, and nothing half-written was left behind.
     ocrnet_edge::onnx::load(&simplified).unwrap();
     let stray: Vec<_> = std::fs::read_dir(dir.path())
@@ -82,18 +107,41 @@ fn bad_recipe_names_the_field() {
     let model = fixture("legacy_static_opset11");
     std::fs::write(
         &recipe,
-        format!("model: {}\ninput: {{name: input, shape: [1, 3, 64, 128]}}\nprecisions: [fp16, bf8]\n", model.display()),
+        format!(
+            "model: {}\ninput: {{name: input, shape: [1, 3, 64, 128]}}\nprecisions: [fp16, bf8]\n",
+            model.display()
+        ),
     )
     .unwrap();
-    let out = ocrnet(&["compile", recipe.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    let out = ocrnet(&[
+        "compile",
+        recipe.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("r.yaml") && err.contains("bf8"), "{err}");
 
-    std::fs::write(&recipe, format!("model: {}\ninput: {{name: image, shape: [1, 3, 64, 128]}}\n", model.display())).unwrap();
-    let out = ocrnet(&["compile", recipe.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    std::fs::write(
+        &recipe,
+        format!(
+            "model: {}\ninput: {{name: image, shape: [1, 3, 64, 128]}}\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let out = ocrnet(&[
+        "compile",
+        recipe.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
     let err = stderr(&out);
-    assert!(err.contains("input.name") && err.contains("'image'") && err.contains("input"), "{err}");
+    assert!(
+        err.contains("input.name") && err.contains("'image'") && err.contains("input"),
+        "{err}"
+    );
     assert!(!dir.path().join("o/manifest.json").exists());
 }
 
@@ -102,11 +150,27 @@ fn convert_to_external_data_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let src = fixture("dynamo_static_opset18");
     let ext = dir.path().join("ext/model.onnx");
-    let out = ocrnet(&["convert", src.to_str().unwrap(), "-o", ext.to_str().unwrap(), "--external-data", "model.data"]);
+    let out = ocrnet(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        ext.to_str().unwrap(),
+        "--external-data",
+        "model.data",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(dir.path().join("ext/model.data").exists());
     let back = dir.path().join("back.onnx");
-    let out = ocrnet(&["convert", ext.to_str().unwrap(), "-o", back.to_str().unwrap(), "--inline"]);
+    let out = ocrnet(&[
+        "convert",
+        ext.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+        "--inline",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&back).unwrap().len(), std::fs::read(&src).unwrap().len());
+    assert_eq!(
+        std::fs::read(&back).unwrap().len(),
+        std::fs::read(&src).unwrap().len()
+    );
 }

@@ -28,9 +28,16 @@ fn index_finds_producers_and_consumers() {
     let g = chain();
     let idx = g.index();
     assert_eq!(idx.producer("b_out").map(|i| idx.node(i).name()), Some("b"));
-    let consumers: Vec<&str> = idx.consumers("a_out").iter().map(|&i| idx.node(i).name()).collect();
+    let consumers: Vec<&str> = idx
+        .consumers("a_out")
+        .iter()
+        .map(|&i| idx.node(i).name())
+        .collect();
     assert_eq!(consumers, ["b", "d"]);
-    assert!(idx.producer("x").is_none(), "graph inputs have no producer node");
+    assert!(
+        idx.producer("x").is_none(),
+        "graph inputs have no producer node"
+    );
     assert!(idx.is_graph_output("y") && !idx.is_graph_output("b_out"));
 }
 
@@ -52,13 +59,20 @@ fn shunting_a_graph_output_keeps_its_name() {
     p.remove_node(2).shunt("y", "b_out");
     g.apply(p).unwrap();
     assert_eq!(g.outputs[0].name(), "y");
-    assert_eq!(g.nodes.iter().find(|n| n.name() == "b").unwrap().output, ["y"]);
+    assert_eq!(
+        g.nodes.iter().find(|n| n.name() == "b").unwrap().output,
+        ["y"]
+    );
     // When the new value is a graph input, an Identity has to carry the output name.
     let mut g = chain();
     let mut p = Patch::new("to-input");
     p.remove_node(2).shunt("y", "x");
     g.apply(p).unwrap();
-    let keep = g.nodes.iter().find(|n| n.op_type() == "Identity" && n.output == ["y"]).unwrap();
+    let keep = g
+        .nodes
+        .iter()
+        .find(|n| n.op_type() == "Identity" && n.output == ["y"])
+        .unwrap();
     assert_eq!(keep.input, ["x"]);
     assert!(keep.name().starts_with("to-input/"));
 }
@@ -68,7 +82,8 @@ fn added_nodes_are_put_in_order_and_failed_patches_change_nothing() {
     let mut g = chain();
     let mut p = Patch::new("insert");
     // Added nodes are appended, then sorted: e reads a_out and feeds c.
-    p.add_node(node("e", "Tanh", &["a_out"], &["e_out"])).shunt("b_out", "e_out");
+    p.add_node(node("e", "Tanh", &["a_out"], &["e_out"]))
+        .shunt("b_out", "e_out");
     g.apply(p).unwrap();
     let pos = |n: &str| names(&g).iter().position(|x| *x == n).unwrap();
     assert!(pos("a") < pos("e") && pos("e") < pos("c"));
@@ -77,7 +92,10 @@ fn added_nodes_are_put_in_order_and_failed_patches_change_nothing() {
     let mut bad = Patch::new("bad");
     bad.add_node(node("f", "Relu", &["nowhere"], &["f_out"]));
     let err = g.apply(bad).unwrap_err().to_string();
-    assert!(err.contains("'f'") && err.contains("nowhere") && err.contains("patch 'bad'"), "{err}");
+    assert!(
+        err.contains("'f'") && err.contains("nowhere") && err.contains("patch 'bad'"),
+        "{err}"
+    );
     assert_eq!(g, before);
 }
 
@@ -107,5 +125,8 @@ fn duplicate_producers_are_refused() {
     let mut raw = tiny_model(4).graph.unwrap();
     raw.node.push(node("again", "Relu", &["x"], &["y"]));
     let err = Graph::from_proto(raw).unwrap_err().to_string();
-    assert!(err.contains("'y' is produced twice") && err.contains("again"), "{err}");
+    assert!(
+        err.contains("'y' is produced twice") && err.contains("again"),
+        "{err}"
+    );
 }

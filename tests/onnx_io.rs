@@ -14,7 +14,15 @@ fn decode(path: &Path) -> ModelProto {
 }
 
 fn save(model: &onnx::Model, path: &Path, external: ExternalPolicy) -> onnx::SaveReport {
-    onnx::save(model, path, &SaveOptions { external }).unwrap()
+    onnx::save(
+        model,
+        path,
+        &SaveOptions {
+            external,
+            durable: true,
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -23,17 +31,27 @@ fn load_save_load_keeps_everything_on_every_fixture() {
     for case in FIXTURES {
         let src = fixture(case);
         let (model, report) = onnx::load_with_report(&src).unwrap();
-        assert_eq!(report.unaccounted_bytes, 0, "{case}: the schema missed fields");
+        assert_eq!(
+            report.unaccounted_bytes, 0,
+            "{case}: the schema missed fields"
+        );
         let out = dir.path().join(format!("{case}.onnx"));
         save(&model, &out, ExternalPolicy::Keep);
         // Decoded independently of our loader, the two files hold the same ModelProto: every node,
         // initializer, attribute, value_info, metadata entry and opset import.
         let (a, b) = (decode(&src), decode(&out));
         assert_eq!(a, b, "{case}: round trip changed the model");
-        assert_eq!(std::fs::metadata(&src).unwrap().len(), std::fs::metadata(&out).unwrap().len(), "{case}");
+        assert_eq!(
+            std::fs::metadata(&src).unwrap().len(),
+            std::fs::metadata(&out).unwrap().len(),
+            "{case}"
+        );
         let again = onnx::load(&out).unwrap();
         assert_eq!(again.graph, model.graph, "{case}");
-        assert!(!model.graph.nodes.is_empty() && !model.graph.initializers.is_empty(), "{case}");
+        assert!(
+            !model.graph.nodes.is_empty() && !model.graph.initializers.is_empty(),
+            "{case}"
+        );
     }
 }
 
@@ -53,15 +71,30 @@ fn tensor_bytes_are_views_into_the_map() {
         .collect();
     assert!(big.len() >= 2);
     big.truncate(8);
-    let find = |needle: &[u8]| file.windows(needle.len()).position(|w| w == needle).unwrap();
+    let find = |needle: &[u8]| {
+        file.windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+    };
     let (base_ptr, base_off) = (big[0].as_ptr() as isize, find(big[0]) as isize);
     for raw in &big[1..] {
-        assert_eq!(raw.as_ptr() as isize - base_ptr, find(raw) as isize - base_off);
+        assert_eq!(
+            raw.as_ptr() as isize - base_ptr,
+            find(raw) as isize - base_off
+        );
     }
     // A clone shares the bytes too.
     let clone = model.clone();
-    assert_eq!(clone.graph.initializers[0].raw_data.as_ref().map(|r| r.as_ptr()),
-               model.graph.initializers[0].raw_data.as_ref().map(|r| r.as_ptr()));
+    assert_eq!(
+        clone.graph.initializers[0]
+            .raw_data
+            .as_ref()
+            .map(|r| r.as_ptr()),
+        model.graph.initializers[0]
+            .raw_data
+            .as_ref()
+            .map(|r| r.as_ptr())
+    );
 }
 
 #[test]
@@ -79,8 +112,13 @@ fn external_data_round_trip_reuses_unchanged_files() {
     );
     assert_eq!(report.data_files, vec!["weights.bin".to_string()]);
     let data = dir.path().join("a/weights.bin");
-    let inline_len = std::fs::metadata(fixture("legacy_static_opset13")).unwrap().len();
-    assert!(std::fs::metadata(&a).unwrap().len() < inline_len / 10, "large tensors moved out of the model");
+    let inline_len = std::fs::metadata(fixture("legacy_static_opset13"))
+        .unwrap()
+        .len();
+    assert!(
+        std::fs::metadata(&a).unwrap().len() < inline_len / 10,
+        "large tensors moved out of the model"
+    );
 
     // Loaded back, every tensor has the original bytes and the references are remembered.
     let external = onnx::load(&a).unwrap();
@@ -92,11 +130,21 @@ fn external_data_round_trip_reuses_unchanged_files() {
 
     // Saved into the same folder, the data file is reused, not rewritten.
     let mtime = std::fs::metadata(&data).unwrap().modified().unwrap();
-    let same = save(&external, &dir.path().join("a/model2.onnx"), ExternalPolicy::Keep);
+    let same = save(
+        &external,
+        &dir.path().join("a/model2.onnx"),
+        ExternalPolicy::Keep,
+    );
     assert_eq!(same.reused_data_files, vec!["weights.bin".to_string()]);
     assert_eq!(std::fs::metadata(&data).unwrap().modified().unwrap(), mtime);
     let proto = decode(&dir.path().join("a/model2.onnx"));
-    let ext = proto.graph.unwrap().initializer.iter().filter(|t| t.data_location() == DataLocation::External).count();
+    let ext = proto
+        .graph
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| t.data_location() == DataLocation::External)
+        .count();
     assert_eq!(ext, external.external_tensors().count());
 
     // Saved elsewhere, the file is placed beside the new model and the model still loads.
@@ -104,7 +152,10 @@ fn external_data_round_trip_reuses_unchanged_files() {
     let moved = save(&external, &b, ExternalPolicy::Keep);
     assert_eq!(moved.data_files, vec!["weights.bin".to_string()]);
     let from_b = onnx::load(&b).unwrap();
-    assert_eq!(from_b.graph.initializers.len(), original.graph.initializers.len());
+    assert_eq!(
+        from_b.graph.initializers.len(),
+        original.graph.initializers.len()
+    );
 
     // Inline brings everything back into one file equal to the original.
     let c = dir.path().join("c/model.onnx");
@@ -119,8 +170,18 @@ fn changed_tensor_is_written_inline_not_into_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = tiny_model(2048);
     let path = dir.path().join("m.onnx");
-    let model = onnx::Model::new(m.clone(), onnx::Graph::from_proto(m.graph.take().unwrap()).unwrap());
-    save(&model, &path, ExternalPolicy::Single { location: "d.bin".into(), threshold: 16 });
+    let model = onnx::Model::new(
+        m.clone(),
+        onnx::Graph::from_proto(m.graph.take().unwrap()).unwrap(),
+    );
+    save(
+        &model,
+        &path,
+        ExternalPolicy::Single {
+            location: "d.bin".into(),
+            threshold: 16,
+        },
+    );
     let mut loaded = onnx::load(&path).unwrap();
     let w = &mut loaded.graph.initializers[0];
     let mut bytes = w.raw_data.as_ref().unwrap().to_vec();
@@ -145,13 +206,21 @@ fn bad_files_get_clear_errors() {
     let truncated = dir.path().join("truncated.onnx");
     std::fs::write(&truncated, &src[..src.len() / 2]).unwrap();
     let e = load_err(&truncated);
-    assert!(e.contains("truncated.onnx") && e.contains("not an ONNX model"), "{e}");
+    assert!(
+        e.contains("truncated.onnx") && e.contains("not an ONNX model"),
+        "{e}"
+    );
 
     let random = dir.path().join("random.onnx");
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&random, noise).unwrap();
     let e = load_err(&random);
-    assert!(e.contains("random.onnx") && e.contains("not an ONNX model"), "{e}");
+    assert!(
+        e.contains("random.onnx") && e.contains("not an ONNX model"),
+        "{e}"
+    );
 
     let empty = dir.path().join("empty.onnx");
     std::fs::write(&empty, b"").unwrap();
@@ -164,7 +233,10 @@ fn bad_files_get_clear_errors() {
     let tensor = dir.path().join("tensor.pb");
     std::fs::write(&tensor, f32_tensor("t", &[2], &[1.0, 2.0]).encode_to_vec()).unwrap();
     let e = load_err(&tensor);
-    assert!(e.contains("tensor.pb") && e.contains("not an ONNX model"), "{e}");
+    assert!(
+        e.contains("tensor.pb") && e.contains("not an ONNX model"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -174,18 +246,27 @@ fn broken_graphs_name_the_node_or_tensor() {
     let mut m = tiny_model(4);
     m.graph.as_mut().unwrap().node[1].input[0] = "ghost".into();
     let e = load_err(&write_proto(dir.path(), "ghost.onnx", &m));
-    assert!(e.contains("ghost.onnx") && e.contains("relu") && e.contains("'ghost'"), "{e}");
+    assert!(
+        e.contains("ghost.onnx") && e.contains("relu") && e.contains("'ghost'"),
+        "{e}"
+    );
 
     let mut m = tiny_model(4);
     let g = m.graph.as_mut().unwrap();
     g.node[0].input[0] = "y".into(); // add reads relu's output: a cycle
     let e = load_err(&write_proto(dir.path(), "cycle.onnx", &m));
-    assert!(e.contains("cycle") && e.contains("add") && e.contains("relu"), "{e}");
+    assert!(
+        e.contains("cycle") && e.contains("add") && e.contains("relu"),
+        "{e}"
+    );
 
     let mut m = tiny_model(4);
     m.graph.as_mut().unwrap().initializer[0].data_type = Some(999);
     let e = load_err(&write_proto(dir.path(), "dtype.onnx", &m));
-    assert!(e.contains("'w'") && e.contains("unknown data type 999"), "{e}");
+    assert!(
+        e.contains("'w'") && e.contains("unknown data type 999"),
+        "{e}"
+    );
 
     let mut m = tiny_model(4);
     m.graph.as_mut().unwrap().initializer[0].dims = vec![5];
@@ -217,14 +298,23 @@ fn bad_external_data_names_the_tensor_and_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("w.bin"), [0u8; 16]).unwrap();
 
-    let ok = external_model(dir.path(), &[("location", "w.bin"), ("offset", "0"), ("length", "16")]);
+    let ok = external_model(
+        dir.path(),
+        &[("location", "w.bin"), ("offset", "0"), ("length", "16")],
+    );
     assert!(onnx::load(&ok).is_ok());
 
     let missing = external_model(dir.path(), &[("location", "gone.bin")]);
     let e = load_err(&missing);
-    assert!(e.contains("ext.onnx") && e.contains("'w'") && e.contains("gone.bin"), "{e}");
+    assert!(
+        e.contains("ext.onnx") && e.contains("'w'") && e.contains("gone.bin"),
+        "{e}"
+    );
 
-    let range = external_model(dir.path(), &[("location", "w.bin"), ("offset", "8"), ("length", "16")]);
+    let range = external_model(
+        dir.path(),
+        &[("location", "w.bin"), ("offset", "8"), ("length", "16")],
+    );
     let e = load_err(&range);
     assert!(e.contains("'w'") && e.contains("outside"), "{e}");
 

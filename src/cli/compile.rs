@@ -23,7 +23,9 @@ pub fn run(recipe: Option<&Path>, out: Option<&Path>, json: bool) -> anyhow::Res
         None => Recipe::embedded_default()?,
     };
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     let result = pipeline::compile(&recipe, out, &Spinner(bar.clone()));
     bar.finish_and_clear();

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "ocrnet-edge", version, about = "Compile HRNet-OCR ONNX models for NVIDIA Jetson Orin")]
+#[command(
+    name = "ocrnet-edge",
+    version,
+    about = "Compile HRNet-OCR ONNX models for NVIDIA Jetson Orin"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -75,6 +79,9 @@ pub struct ExternalArgs {
     /// Write every tensor inline, even those loaded from external data.
     #[arg(long)]
     pub inline: bool,
+    /// Do not wait for the disk (no fsync): still atomic, but not guaranteed to survive a power loss.
+    #[arg(long)]
+    pub no_fsync: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,12 +106,18 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    env_logger::Builder::new().filter_level(level).format_timestamp(None).parse_default_env().init();
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp(None)
+        .parse_default_env()
+        .init();
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Compile { recipe, out, json } => compile::run(recipe.as_deref(), out.as_deref(), json),
+        Command::Compile { recipe, out, json } => {
+            compile::run(recipe.as_deref(), out.as_deref(), json)
+        }
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
         Command::Simplify {
             model,

@@ -9,9 +9,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn load(path: &Path) -> anyhow::Result<onnx::Model> {
-    let (model, report) = onnx::load_with_report(path).with_context(|| format!("loading {}", path.display()))?;
+    let (model, report) =
+        onnx::load_with_report(path).with_context(|| format!("loading {}", path.display()))?;
     if report.unaccounted_bytes != 0 {
-        log::warn!("{}: {} bytes will not survive a save", path.display(), report.unaccounted_bytes);
+        log::warn!(
+            "{}: {} bytes will not survive a save",
+            path.display(),
+            report.unaccounted_bytes
+        );
     }
     Ok(model)
 }
@@ -38,7 +43,8 @@ pub fn simplify(
         write_value_info: true,
     };
     let mut model = load(path)?;
-    let report = passes::simplify(&mut model, &opts).with_context(|| format!("simplifying {}", path.display()))?;
+    let report = passes::simplify(&mut model, &opts)
+        .with_context(|| format!("simplifying {}", path.display()))?;
     save(&model, output, external)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -72,7 +78,15 @@ fn save(model: &onnx::Model, output: &Path, external: &ExternalArgs) -> anyhow::
         (None, true) => ExternalPolicy::Inline,
         (None, false) => ExternalPolicy::Keep,
     };
-    onnx::save(model, output, &SaveOptions { external: policy }).with_context(|| format!("saving {}", output.display()))?;
+    onnx::save(
+        model,
+        output,
+        &SaveOptions {
+            external: policy,
+            durable: !external.no_fsync,
+        },
+    )
+    .with_context(|| format!("saving {}", output.display()))?;
     Ok(())
 }
 
@@ -87,7 +101,9 @@ fn parse_input_shapes(flags: &[String]) -> anyhow::Result<HashMap<String, Vec<i6
             .split(',')
             .map(|d| d.trim().parse::<i64>().ok().filter(|&v| v > 0))
             .collect::<Option<Vec<_>>>()
-            .with_context(|| format!("--input-shape '{flag}': dimensions must be positive integers"))?;
+            .with_context(|| {
+                format!("--input-shape '{flag}': dimensions must be positive integers")
+            })?;
         shapes.insert(name.to_string(), dims);
     }
     Ok(shapes)

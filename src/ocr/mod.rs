@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn gather_rejects_mismatched_pixels_through_cxx() {
         let err = gather_output_dims(d(1, 19, 128, 256), d(1, 512, 64, 256), 1.0).unwrap_err();
-        assert!(err.to_string().contains("must agree in N, H and W"), "{err}");
+        assert!(
+            err.to_string().contains("must agree in N, H and W"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -75,6 +78,9 @@ mod tests {
         let bad_scale = attention_output_dims(q, d(2, 256, 19, 1), d(2, 256, 19, 1), f32::NAN);
         assert!(bad_scale.unwrap_err().to_string().contains("scale"));
         let zero = attention_output_dims(d(2, 0, 16, 32), d(2, 0, 19, 1), d(2, 0, 19, 1), 1.0);
-        assert!(zero.unwrap_err().to_string().contains("Ck must be positive"));
+        assert!(zero
+            .unwrap_err()
+            .to_string()
+            .contains("Ck must be positive"));
     }
 }

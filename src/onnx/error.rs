@@ -60,10 +60,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn node(
-        node: &crate::onnx::proto::NodeProto,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn node(node: &crate::onnx::proto::NodeProto, reason: impl Into<String>) -> Self {
         Error::Node {
             node: node_label(node),
             op: node.op_type().to_string(),

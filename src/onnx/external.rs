@@ -43,7 +43,8 @@ impl MappedFile {
     pub fn offset_of(&self, view: &[u8]) -> Option<u64> {
         let base = self.bytes.as_ptr() as usize;
         let start = view.as_ptr() as usize;
-        (start >= base && start + view.len() <= base + self.bytes.len()).then(|| (start - base) as u64)
+        (start >= base && start + view.len() <= base + self.bytes.len())
+            .then(|| (start - base) as u64)
     }
 }
 
@@ -62,12 +63,16 @@ pub fn map_file(path: &Path) -> Result<MappedFile> {
         Bytes::new()
     } else {
         let len = usize::try_from(meta.len()).map_err(|_| {
-            Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))
+            Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"),
+            )
         })?;
         // SAFETY: the map is read-only and private to this process. Another process truncating the file
         // while it is mapped would fault on access; we take the length before mapping and never read past
         // it, which is the most a reader of a shared file can do (the contract of every mmap-based loader).
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }
+            .map_err(|e| Error::io(path, e))?;
         Bytes::from_owner(map)
     };
     Ok(MappedFile {
@@ -124,14 +129,18 @@ impl Reference {
             ));
         }
         let length = self.length.unwrap_or(size - self.offset);
-        let end = self.offset.checked_add(length).filter(|&e| e <= size).ok_or_else(|| {
-            format!(
-                "bytes {}..{} lie outside '{}' ({size} bytes)",
-                self.offset,
-                self.offset.saturating_add(length),
-                self.location
-            )
-        })?;
+        let end = self
+            .offset
+            .checked_add(length)
+            .filter(|&e| e <= size)
+            .ok_or_else(|| {
+                format!(
+                    "bytes {}..{} lie outside '{}' ({size} bytes)",
+                    self.offset,
+                    self.offset.saturating_add(length),
+                    self.location
+                )
+            })?;
         Ok(file.slice(self.offset as usize..end as usize))
     }
 }
@@ -143,14 +152,20 @@ pub fn resolve_path(base: &Path, location: &str) -> std::result::Result<PathBuf,
     if location.is_empty() {
         return Err("the location is empty".into());
     }
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_))) {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+    {
         return Err(format!("location '{location}' escapes the model's folder"));
     }
     let joined = base.join(rel);
     // Symlinks could still point outside: compare canonical paths when the file exists.
     if let (Ok(real_base), Ok(real)) = (base.canonicalize(), joined.canonicalize()) {
         if !real.starts_with(&real_base) {
-            return Err(format!("location '{location}' resolves outside the model's folder"));
+            return Err(format!(
+                "location '{location}' resolves outside the model's folder"
+            ));
         }
     }
     Ok(joined)
@@ -162,7 +177,11 @@ pub fn refuse_nested_external(graph: &Graph) -> std::result::Result<(), String> 
     let is_ext = |t: &super::proto::TensorProto| t.data_location() == DataLocation::External;
     for s in &graph.rest.sparse_initializer {
         if s.values.as_ref().is_some_and(is_ext) || s.indices.as_ref().is_some_and(is_ext) {
-            return Err(s.values.as_ref().map(|v| v.name().to_string()).unwrap_or_default());
+            return Err(s
+                .values
+                .as_ref()
+                .map(|v| v.name().to_string())
+                .unwrap_or_default());
         }
     }
     for node in &graph.nodes {
@@ -192,16 +211,34 @@ mod tests {
     #[test]
     fn reference_bounds_are_checked() {
         let file = Bytes::from_static(&[0u8; 16]);
-        let r = Reference::parse(&[entry("location", "w.bin"), entry("offset", "8"), entry("length", "8")]).unwrap();
+        let r = Reference::parse(&[
+            entry("location", "w.bin"),
+            entry("offset", "8"),
+            entry("length", "8"),
+        ])
+        .unwrap();
         assert_eq!(r.slice(&file).unwrap().len(), 8);
-        let r = Reference::parse(&[entry("location", "w.bin"), entry("offset", "12"), entry("length", "8")]).unwrap();
+        let r = Reference::parse(&[
+            entry("location", "w.bin"),
+            entry("offset", "12"),
+            entry("length", "8"),
+        ])
+        .unwrap();
         assert!(r.slice(&file).unwrap_err().contains("outside"));
         let r = Reference::parse(&[entry("location", "w.bin"), entry("offset", "4")]).unwrap();
-        assert_eq!(r.slice(&file).unwrap().len(), 12, "no length: to the end of the file");
-        assert!(Reference::parse(&[entry("offset", "4")]).unwrap_err().contains("location"));
-        assert!(Reference::parse(&[entry("location", "a"), entry("offset", "-1")])
+        assert_eq!(
+            r.slice(&file).unwrap().len(),
+            12,
+            "no length: to the end of the file"
+        );
+        assert!(Reference::parse(&[entry("offset", "4")])
             .unwrap_err()
-            .contains("offset"));
+            .contains("location"));
+        assert!(
+            Reference::parse(&[entry("location", "a"), entry("offset", "-1")])
+                .unwrap_err()
+                .contains("offset")
+        );
     }
 
     #[test]

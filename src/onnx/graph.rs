@@ -99,13 +99,17 @@ impl Graph {
                 } else if !available.contains(input.as_str()) {
                     return Err(Error::node(
                         node,
-                        format!("reads '{input}', which no node, graph input or initializer produces"),
+                        format!(
+                            "reads '{input}', which no node, graph input or initializer produces"
+                        ),
                     ));
                 }
             }
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> =
-            (0..self.nodes.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+        let mut ready: BinaryHeap<Reverse<NodeId>> = (0..self.nodes.len())
+            .filter(|&i| waiting[i] == 0)
+            .map(Reverse)
+            .collect();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(Reverse(id)) = ready.pop() {
             order.push(id);
@@ -122,11 +126,20 @@ impl Graph {
                 .take(5)
                 .map(|i| node_label(&self.nodes[i]))
                 .collect();
-            return Err(self.graph_error(format!("the nodes form a cycle (involving {})", stuck.join(", "))));
+            return Err(self.graph_error(format!(
+                "the nodes form a cycle (involving {})",
+                stuck.join(", ")
+            )));
         }
         if order.iter().enumerate().any(|(i, &id)| i != id) {
-            let mut slots: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
-            self.nodes = order.into_iter().map(|id| slots[id].take().unwrap()).collect();
+            let mut slots: Vec<Option<NodeProto>> = std::mem::take(&mut self.nodes)
+                .into_iter()
+                .map(Some)
+                .collect();
+            self.nodes = order
+                .into_iter()
+                .map(|id| slots[id].take().unwrap())
+                .collect();
         }
         Ok(())
     }
@@ -162,7 +175,10 @@ impl Graph {
             .chain(self.inputs.iter().map(|v| v.name()))
             .collect();
         let value_info = std::mem::take(&mut self.value_info);
-        self.value_info = value_info.into_iter().filter(|v| produced.contains(v.name())).collect();
+        self.value_info = value_info
+            .into_iter()
+            .filter(|v| produced.contains(v.name()))
+            .collect();
         removed
     }
 
@@ -266,7 +282,10 @@ impl Patch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.added.is_empty() && self.initializers.is_empty() && self.shunts.is_empty()
+        self.removed.is_empty()
+            && self.added.is_empty()
+            && self.initializers.is_empty()
+            && self.shunts.is_empty()
     }
 }
 
@@ -333,7 +352,12 @@ pub fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n super::proto::Att
 
 /// Everything a node reads: its inputs and the outer-scope values its subgraphs (If/Loop/Scan bodies) use.
 pub fn node_reads(node: &NodeProto) -> Vec<String> {
-    let mut reads: Vec<String> = node.input.iter().filter(|i| !i.is_empty()).cloned().collect();
+    let mut reads: Vec<String> = node
+        .input
+        .iter()
+        .filter(|i| !i.is_empty())
+        .cloned()
+        .collect();
     for a in &node.attribute {
         for g in a.g.iter().chain(a.graphs.iter()) {
             reads.extend(outer_reads(g));
@@ -346,7 +370,11 @@ pub fn node_reads(node: &NodeProto) -> Vec<String> {
 fn outer_reads(g: &GraphProto) -> Vec<String> {
     let mut defined: HashSet<&str> = g.input.iter().map(|v| v.name()).collect();
     defined.extend(g.initializer.iter().map(|t| t.name()));
-    defined.extend(g.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
+    defined.extend(
+        g.node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str)),
+    );
     g.node
         .iter()
         .flat_map(node_reads)

@@ -39,7 +39,11 @@ pub fn load_with_report(path: &Path) -> Result<(Model, LoadReport)> {
 
 /// Decodes a model from bytes. `label` names it in errors; `base_dir` is where external data is looked up
 /// (`None` refuses external data, for models that did not come from a file).
-pub fn load_bytes(bytes: Bytes, label: &Path, base_dir: Option<&Path>) -> Result<(Model, LoadReport)> {
+pub fn load_bytes(
+    bytes: Bytes,
+    label: &Path,
+    base_dir: Option<&Path>,
+) -> Result<(Model, LoadReport)> {
     let input_len = bytes.len();
     if input_len == 0 {
         return Err(not_a_model(label, "the file is empty"));
@@ -121,7 +125,9 @@ fn resolve_external(
             reason,
         };
         let Some(base) = base_dir else {
-            return Err(err("the model was not loaded from a file, so there is no folder to look in".into()));
+            return Err(err(
+                "the model was not loaded from a file, so there is no folder to look in".into(),
+            ));
         };
         let reference = external::Reference::parse(&t.external_data).map_err(&err)?;
         let file = external::resolve_path(base, &reference.location).map_err(&err)?;
@@ -195,9 +201,9 @@ fn check_initializers(graph: &Graph, label: &Path) -> Result<()> {
 fn expected_bytes(t: &super::proto::TensorProto) -> Option<usize> {
     let dtype = super::proto::tensor_proto::DataType::try_from(t.data_type()).ok()?;
     let size = crate::tensor::elem_size(dtype)?;
-    t.dims
-        .iter()
-        .try_fold(size, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+    t.dims.iter().try_fold(size, |acc, &d| {
+        usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+    })
 }
 
 fn not_a_model(label: &Path, reason: &str) -> Error {

@@ -53,7 +53,10 @@ impl ModelStats {
         let mut parameter_bytes = 0u64;
         for t in &g.initializers {
             // Saturating: dims are the file's claim, not memory we hold, and may multiply past u64.
-            let numel = t.dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64));
+            let numel = t
+                .dims
+                .iter()
+                .fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64));
             parameters = parameters.saturating_add(numel);
             let elem = super::proto::tensor_proto::DataType::try_from(t.data_type())
                 .ok()
@@ -72,7 +75,11 @@ impl ModelStats {
                 .opset_import
                 .iter()
                 .map(|o| {
-                    let d = if o.domain().is_empty() { "ai.onnx" } else { o.domain() };
+                    let d = if o.domain().is_empty() {
+                        "ai.onnx"
+                    } else {
+                        o.domain()
+                    };
                     (d.to_string(), o.version())
                 })
                 .collect(),
@@ -102,12 +109,20 @@ impl ModelStats {
         }
         let _ = writeln!(s, "producer    {} {}", self.producer, self.producer_version);
         let _ = writeln!(s, "IR version  {}", self.ir_version);
-        let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{d} {v}"))
+            .collect();
         let _ = writeln!(s, "opsets      {}", opsets.join(", "));
         let _ = writeln!(s, "graph       {} ({} nodes)", self.graph_name, self.nodes);
         for (label, values) in [("input ", &self.inputs), ("output", &self.outputs)] {
             for v in values {
-                let shape = v.shape.as_ref().map(|d| format!("[{}]", d.join(", "))).unwrap_or("unknown".into());
+                let shape = v
+                    .shape
+                    .as_ref()
+                    .map(|d| format!("[{}]", d.join(", ")))
+                    .unwrap_or("unknown".into());
                 let _ = writeln!(s, "{label}      {} {} {}", v.name, v.elem_type, shape);
             }
         }

@@ -16,7 +16,10 @@ pub const FIXTURES: [&str; 5] = [
 ];
 
 pub fn fixture(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/fixtures").join(case).join("model.onnx")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/fixtures")
+        .join(case)
+        .join("model.onnx")
 }
 
 pub fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -56,7 +59,13 @@ pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
         name: Some(name.into()),
         dims: dims.to_vec(),
         data_type: Some(DataType::Float as i32),
-        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()),
+        raw_data: Some(
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
+        ),
         ..Default::default()
     }
 }
@@ -73,7 +82,10 @@ pub fn tiny_model(weight_len: usize) -> ModelProto {
         }],
         graph: Some(GraphProto {
             name: Some("tiny".into()),
-            node: vec![node("add", "Add", &["x", "w"], &["s"]), node("relu", "Relu", &["s"], &["y"])],
+            node: vec![
+                node("add", "Add", &["x", "w"], &["s"]),
+                node("relu", "Relu", &["s"], &["y"]),
+            ],
             initializer: vec![f32_tensor("w", &[weight_len as i64], &w)],
             input: vec![value("x", &[weight_len as i64])],
             output: vec![value("y", &[weight_len as i64])],
