@@ -15,12 +15,21 @@ pub struct Run {
 
 /// Runs `cmd` to completion, measuring it with `wait4` so the peak RSS is the child's own.
 pub fn measure(cmd: &mut Command) -> std::io::Result<Run> {
-    cmd.stdout(std::process::Stdio::null());
+    measure_output(cmd).map(|(run, _)| run)
+}
+
+/// [`measure`], also returning what the child printed on stdout (a worker reporting its own timings).
+pub fn measure_output(cmd: &mut Command) -> std::io::Result<(Run, String)> {
+    use std::io::Read;
     let start = Instant::now();
-    let child = cmd.spawn()?;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    let mut out = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut out)?;
+    }
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for the child we just spawned and reaps it.
+    // SAFETY: rusage is plain old data; wait4 fills it for the child we spawned and reaps it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let seconds = start.elapsed().as_secs_f64();
@@ -28,15 +37,16 @@ pub fn measure(cmd: &mut Command) -> std::io::Result<Run> {
         return Err(std::io::Error::last_os_error());
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(std::io::Error::other(format!(
-            "{cmd:?} failed (wait status {status})"
-        )));
+        return Err(std::io::Error::other(format!("{cmd:?} failed (wait status {status})")));
     }
-    Ok(Run {
-        seconds,
-        // Linux reports ru_maxrss in KiB.
-        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
-    })
+    Ok((
+        Run {
+            seconds,
+            // Linux reports ru_maxrss in KiB.
+            peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        },
+        out,
+    ))
 }
 
 /// Median and peak over repeated runs.

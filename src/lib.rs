@@ -3,9 +3,12 @@
 //! `ocrnet-edge` binary is a thin command line over this library.
 
 pub mod bench;
+pub mod data;
+pub mod runtime;
 pub mod exec;
 pub mod fsutil;
 pub mod manifest;
+pub mod npy;
 pub mod ocr;
 pub mod onnx;
 pub mod passes;

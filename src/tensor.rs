@@ -149,6 +149,11 @@ impl Tensor {
         self.data.is_empty()
     }
 
+    /// Bytes of element storage.
+    pub fn byte_len(&self) -> usize {
+        dispatch_data!(&self.data, v => std::mem::size_of_val(v.as_slice()))
+    }
+
     /// The values as i64, for shape arithmetic; any integer type converts, floats do not.
     pub fn as_i64s(&self) -> Option<Vec<i64>> {
         Some(match &self.data {

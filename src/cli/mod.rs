@@ -1,8 +1,10 @@
 //! Command-line flags and the dispatch to each command. Commands print; the library does the work.
 
 mod bench;
+mod bench_exec;
 mod compile;
 mod model_cmds;
+mod run_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +66,27 @@ pub enum Command {
         #[command(flatten)]
         external: ExternalArgs,
     },
+    /// Run one image or .npy tensor through the CPU executor.
+    Run {
+        model: PathBuf,
+        /// A PNG/JPEG image (HRNet preprocessing applied) or a .npy NCHW float32 tensor (used as is).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the class map as an indexed PNG (Cityscapes trainId palette).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write the model's main (last) output as .npy.
+        #[arg(long)]
+        logits: Option<PathBuf>,
+        /// Worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Simulate FP16 storage of every tensor and weight.
+        #[arg(long)]
+        fp16: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks, each next to its peer measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -86,6 +109,33 @@ pub struct ExternalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The CPU executor's forward time, GFLOP/s and peak RSS next to onnxruntime's (same model, shape, threads).
+    Exec {
+        model: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Input shape for a dynamic model, e.g. 1,3,512,1024.
+        #[arg(long)]
+        shape: Option<String>,
+        /// Python interpreter with onnxruntime and numpy, for the peer measurement.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: the measured side of `bench exec`.
+    #[command(hide = true)]
+    ExecWorker {
+        model: PathBuf,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        runs: usize,
+        #[arg(long)]
+        shape: Option<String>,
+    },
     /// Load + save and load + simplify + save of MODEL, next to Python's onnx.load + onnx.save.
     Io {
         model: PathBuf,
@@ -131,6 +181,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             external,
         } => model_cmds::convert(&model, &output, &external),
+        Command::Run {
+            model,
+            input,
+            output,
+            logits,
+            threads,
+            fp16,
+            json,
+        } => run_cmd::run(run_cmd::RunArgs {
+            model: &model,
+            input: &input,
+            output: output.as_deref(),
+            logits: logits.as_deref(),
+            threads,
+            fp16,
+            json,
+        }),
+        Command::Bench(BenchCommand::Exec {
+            model,
+            threads,
+            runs,
+            shape,
+            python,
+            json,
+        }) => bench_exec::bench(&model, threads, runs, shape.as_deref(), &python, json),
+        Command::Bench(BenchCommand::ExecWorker {
+            model,
+            threads,
+            runs,
+            shape,
+        }) => bench_exec::worker(&model, threads, runs, shape.as_deref()),
         Command::Bench(BenchCommand::Io {
             model,
             runs,

@@ -1,4 +1,8 @@
-//! The CPU executor. For now its op kernels only, which the constant folder and shape inference
-//! already use; the graph runner, convolution and the OCR ops come on top of them.
+//! The CPU reference executor: the numerics oracle that proves graph rewrites keep the numbers, the engine
+//! that collects calibration statistics, and the CPU backend of the runtime and the daemon.
 
+pub mod engine;
+pub mod flops;
 pub mod ops;
+
+pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, RunStats};

@@ -1,0 +1,170 @@
+//! `ocrnet-edge bench exec`: the CPU executor's forward time next to onnxruntime's on the same model, input
+//! shape and thread count, each in a child process of its own (so peak RSS is each one's own), same run.
+
+use anyhow::{bail, Context};
+use ocrnet_edge::bench::measure_output;
+use ocrnet_edge::exec::{ExecOptions, Executor};
+use ocrnet_edge::onnx::{self, stats::human_bytes};
+use ocrnet_edge::tensor::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const ORT_WORKER: &str = r#"
+import json, sys, time
+import numpy as np, onnxruntime as ort
+model, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+shape = [int(d) for d in sys.argv[4].split(",")]
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads
+opts.inter_op_num_threads = 1
+opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+x = np.random.default_rng(0).uniform(-2, 2, size=shape).astype(np.float32)
+feed = {sess.get_inputs()[0].name: x}
+sess.run(None, feed)
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); sess.run(None, feed); times.append(time.perf_counter() - t)
+print(json.dumps({"times": times}))
+"#;
+
+/// The model's input shape: its declared static shape, or the one given.
+fn input_shape(model: &onnx::Model, given: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    if let Some(s) = given {
+        return s
+            .split(',')
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&v| v > 0))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("--shape '{s}': expected positive integers like 1,3,512,1024"));
+    }
+    let stats = onnx::stats::ModelStats::of(model);
+    let input = stats.inputs.first().context("the model has no input")?;
+    let dims: Option<Vec<usize>> = input.shape.as_ref().and_then(|s| s.iter().map(|d| d.parse().ok()).collect());
+    dims.with_context(|| format!("input '{}' has a dynamic shape: pass --shape", input.name))
+}
+
+/// Deterministic uniform noise in [-2, 2): the executor's speed does not depend on the values.
+fn noise(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let v = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect();
+    Tensor::vec_f32(shape.to_vec(), v).expect("length matches shape")
+}
+
+/// The hidden worker: load, warm up once, time `runs` forwards, print the times as JSON.
+pub fn worker(model_path: &Path, threads: usize, runs: usize, shape: Option<&str>) -> anyhow::Result<ExitCode> {
+    let model = onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
+    let shape = input_shape(&model, shape)?;
+    let exec = Executor::new(&model, ExecOptions { threads, ..Default::default() })?;
+    drop(model);
+    let name = exec.input_names().next().context("no input")?.to_string();
+    let x = noise(&shape);
+    exec.run(HashMap::from([(name.clone(), x.clone())]), &[], None)?;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        exec.run(HashMap::from([(name.clone(), x.clone())]), &[], None)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    println!("{}", serde_json::json!({ "times": times }));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn bench(
+    model_path: &Path,
+    threads: usize,
+    runs: usize,
+    shape: Option<&str>,
+    python: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runs = runs.max(1);
+    let model = onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
+    let dims = input_shape(&model, shape)?;
+    let dims_text = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let name = onnx::stats::ModelStats::of(&model).inputs[0].name.clone();
+    let pinned = HashMap::from([(name, dims.iter().map(|&d| d as i64).collect())]);
+    let shapes = ocrnet_edge::shape::infer_with(&model.graph, model.opset().unwrap_or(1), &pinned)?;
+    let flops = ocrnet_edge::exec::flops::count(&model.graph, &shapes) as f64;
+    drop(model);
+
+    let exe = std::env::current_exe()?;
+    let parse = |out: &str, who: &str| -> anyhow::Result<f64> {
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).with_context(|| format!("{who} printed {out:?}"))?;
+        let times: Vec<f64> = v["times"].as_array().context("no times")?.iter().filter_map(|t| t.as_f64()).collect();
+        if times.is_empty() {
+            bail!("{who} reported no times");
+        }
+        Ok(median(times))
+    };
+    let (ours_run, ours_out) = measure_output(
+        Command::new(&exe)
+            .args(["-q", "bench", "exec-worker"])
+            .arg(model_path)
+            .args(["--threads", &threads.to_string(), "--runs", &runs.to_string(), "--shape", &dims_text]),
+    )
+    .context("running the executor worker")?;
+    let ours = parse(&ours_out, "ocrnet-edge")?;
+    let ort_available = Command::new(python)
+        .args(["-c", "import onnxruntime, numpy"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let peer = if ort_available {
+        let (run, out) = measure_output(
+            Command::new(python)
+                .args(["-c", ORT_WORKER])
+                .arg(model_path)
+                .args([&threads.max(1).to_string(), &runs.to_string(), &dims_text]),
+        )
+        .context("running the onnxruntime worker")?;
+        Some((parse(&out, "onnxruntime")?, run.peak_rss_bytes))
+    } else {
+        None
+    };
+
+    if json {
+        let report = serde_json::json!({
+            "model": model_path.display().to_string(),
+            "input_shape": dims,
+            "threads": threads,
+            "runs": runs,
+            "gflop": flops / 1e9,
+            "ocrnet_edge": {"median_seconds": ours, "gflops": flops / 1e9 / ours, "peak_rss_bytes": ours_run.peak_rss_bytes},
+            "onnxruntime": peer.map(|(s, rss)| serde_json::json!({"median_seconds": s, "gflops": flops / 1e9 / s, "peak_rss_bytes": rss})),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} input [{dims_text}], {} thread(s), median of {runs} runs after one warm-up; {:.1} GFLOP per forward",
+        model_path.display(),
+        threads,
+        flops / 1e9
+    );
+    println!("{:<14} {:>10} {:>9} {:>12}", "", "median s", "GFLOP/s", "peak RSS");
+    println!("{:<14} {:>10.3} {:>9.1} {:>12}", "ocrnet-edge", ours, flops / 1e9 / ours, human_bytes(ours_run.peak_rss_bytes));
+    match peer {
+        Some((s, rss)) => {
+            println!("{:<14} {:>10.3} {:>9.1} {:>12}", "onnxruntime", s, flops / 1e9 / s, human_bytes(rss));
+            println!("ocrnet-edge / onnxruntime time: {:.2}x", ours / s);
+        }
+        None => println!("onnxruntime not measured: `{python} -c 'import onnxruntime, numpy'` failed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

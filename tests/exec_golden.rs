@@ -1,0 +1,139 @@
+//! The executor against onnxruntime: every fixture's outputs, computed by onnxruntime when the fixture was
+//! made (models/fixtures/make_fixtures.py), must be reproduced within relative L2 1e-5 — before and after
+//! simplification, which is how we know simplification keeps the numbers.
+
+mod common;
+
+use common::*;
+use ocrnet_edge::exec::{ExecOptions, Executor, Numerics};
+use ocrnet_edge::onnx;
+use ocrnet_edge::passes::{self, SimplifyOptions};
+use ocrnet_edge::tensor::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The bound the executor issue sets for float32 against onnxruntime.
+const REL_L2: f64 = 1e-5;
+
+fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape, want.shape);
+    let (g, w) = (got.as_f32s(), want.as_f32s());
+    let num: f64 = g.iter().zip(&w).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+fn run_case(model: &onnx::Model, dir: &Path, options: ExecOptions) -> HashMap<String, Tensor> {
+    let exec = Executor::new(model, options).unwrap();
+    let input = ocrnet_edge::npy::read(&dir.join("input.npy")).unwrap();
+    exec.run(HashMap::from([("input".to_string(), input)]), &[], None).unwrap()
+}
+
+fn check(case: &str, outputs: &HashMap<String, Tensor>, dir: &Path, bound: f64) {
+    for name in ["aux", "out"] {
+        let want = ocrnet_edge::npy::read(&dir.join(format!("{name}.npy"))).unwrap();
+        let err = rel_l2(&outputs[name], &want);
+        assert!(err <= bound, "{case}/{name}: relative L2 {err:.3e} > {bound:e}");
+    }
+}
+
+#[test]
+fn every_fixture_matches_onnxruntime() {
+    for case in FIXTURES {
+        let path = fixture(case);
+        let dir = path.parent().unwrap();
+        let model = onnx::load(&path).unwrap();
+        let outputs = run_case(&model, dir, ExecOptions { threads: 2, ..Default::default() });
+        check(case, &outputs, dir, REL_L2);
+    }
+}
+
+#[test]
+fn simplified_fixtures_still_match_onnxruntime() {
+    for case in FIXTURES {
+        let path = fixture(case);
+        let dir = path.parent().unwrap();
+        let mut model = onnx::load(&path).unwrap();
+        let input = ocrnet_edge::npy::read(&dir.join("input.npy")).unwrap();
+        let dims = input.shape.iter().map(|&d| d as i64).collect();
+        let opts = SimplifyOptions {
+            input_shapes: HashMap::from([("input".to_string(), dims)]),
+            write_value_info: true,
+        };
+        passes::simplify(&mut model, &opts).unwrap();
+        let outputs = run_case(&model, dir, ExecOptions::default());
+        check(case, &outputs, dir, REL_L2);
+    }
+}
+
+#[test]
+fn fp16_simulation_stays_close_but_is_not_exact() {
+    let path = fixture("legacy_static_opset11");
+    let dir = path.parent().unwrap();
+    let model = onnx::load(&path).unwrap();
+    let fp16 = run_case(&model, dir, ExecOptions { threads: 1, numerics: Numerics::Fp16 });
+    let want = ocrnet_edge::npy::read(&dir.join("out.npy")).unwrap();
+    let err = rel_l2(&fp16["out"], &want);
+    // float16 keeps 11 significant bits (unit roundoff 4.9e-4); a few dozen layers compound that.
+    assert!(err > 1e-5 && err < 2e-2, "fp16 relative L2 {err:.3e}");
+    // Every float value it produced is exactly representable in float16.
+    for v in fp16["out"].as_f32s() {
+        assert_eq!(half::f16::from_f32(v).to_f32(), v);
+    }
+}
+
+#[test]
+fn hook_sees_every_value_once_and_extra_outputs_are_returned() {
+    let path = fixture("dynamo_static_opset18");
+    let dir = path.parent().unwrap();
+    let model = onnx::load(&path).unwrap();
+    let exec = Executor::new(&model, ExecOptions::default()).unwrap();
+    let input = ocrnet_edge::npy::read(&dir.join("input.npy")).unwrap();
+    let mut seen: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut hook = |name: &str, t: &Tensor| seen.push((name.to_string(), t.shape.clone()));
+    // An intermediate: the first Softmax's output (the gather's region weights).
+    let softmax = model.graph.nodes.iter().find(|n| n.op_type() == "Softmax").unwrap().output[0].clone();
+    let (outputs, stats) = exec
+        .run_with_stats(
+            HashMap::from([("input".to_string(), input.clone())]),
+            &[&softmax],
+            Some(&mut hook),
+        )
+        .unwrap();
+    let produced: usize = model.graph.nodes.iter().map(|n| n.output.len()).sum();
+    assert_eq!(seen.len(), produced + 1, "every node output and the graph input");
+    assert_eq!(seen[0], ("input".to_string(), input.shape.clone()));
+    let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), seen.len(), "each value once");
+    let probs = &outputs[&softmax];
+    let k = probs.shape[1];
+    // Softmax over H·W: each region's weights sum to one.
+    let v = probs.as_f32s();
+    let hw = v.len() / k;
+    for region in v.chunks(hw) {
+        assert!((region.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    // Intermediates are freed as soon as their last reader ran: the peak live set is far below the sum of
+    // every activation the graph produces.
+    let total: usize = seen.iter().map(|(_, s)| s.iter().product::<usize>() * 4).sum();
+    assert!(stats.peak_activation_bytes * 4 < total, "peak {} of total {total}", stats.peak_activation_bytes);
+}
+
+#[test]
+fn bad_inputs_and_unsupported_nodes_are_errors_naming_them() {
+    let model = onnx::load(&fixture("legacy_static_opset11")).unwrap();
+    let exec = Executor::new(&model, ExecOptions::default()).unwrap();
+    let wrong = Tensor::vec_f32(vec![1, 3, 32, 32], vec![0.0; 3 * 32 * 32]).unwrap();
+    let e = exec.run(HashMap::from([("input".to_string(), wrong)]), &[], None).unwrap_err().to_string();
+    assert!(e.contains("'input'") && e.contains("[1, 3, 64, 128]"), "{e}");
+    let e = exec.run(HashMap::new(), &[], None).unwrap_err().to_string();
+    assert!(e.contains("'input'") && e.contains("not given"), "{e}");
+
+    let mut odd = model.clone();
+    odd.graph.nodes[3].op_type = Some("OcrMystery".into());
+    let name = odd.graph.nodes[3].name().to_string();
+    let e = Executor::new(&odd, ExecOptions::default()).err().unwrap().to_string();
+    assert!(e.contains(&name) && e.contains("OcrMystery"), "{e}");
+}
