@@ -174,3 +174,40 @@ fn convert_to_external_data_and_back() {
         std::fs::read(&src).unwrap().len()
     );
 }
+
+#[test]
+fn run_writes_logits_matching_onnxruntime_and_a_class_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("legacy_static_opset11");
+    let case = model.parent().unwrap();
+    let logits = dir.path().join("out.npy");
+    let map = dir.path().join("map.png");
+    let out = ocrnet(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        case.join("input.npy").to_str().unwrap(),
+        "--logits",
+        logits.to_str().unwrap(),
+        "--output",
+        map.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = ocrnet_edge::npy::read(&logits).unwrap();
+    let want = ocrnet_edge::npy::read(&case.join("out.npy")).unwrap();
+    assert_eq!(got.shape, want.shape, "the main output, unchanged in shape");
+    let (g, w) = (got.as_f32s(), want.as_f32s());
+    let num: f64 = g.iter().zip(&w).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
+    assert!((num / den).sqrt() < 1e-5);
+    // The class map has the input tensor's size (64x128), each pixel a trainId.
+    let img = image::open(&map).unwrap();
+    assert_eq!((img.width(), img.height()), (128, 64));
+
+    // A corrupt image is an error naming it.
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let out = ocrnet(&["run", model.to_str().unwrap(), "--input", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.png"), "{}", stderr(&out));
+}

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use ocrnet_edge::data::{self, ImageLimits};
 use ocrnet_edge::exec::{ExecOptions, Executor, Numerics};
-use ocrnet_edge::onnx::{self, proto::tensor_shape_proto::dimension::Value, proto::type_proto};
+use ocrnet_edge::onnx;
 use ocrnet_edge::runtime;
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,7 +43,7 @@ pub fn run(a: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         (t, (h, w))
     } else {
         let img = data::load_rgb(a.input, ImageLimits::default())?;
-        let size = static_hw(&model, &input_name);
+        let size = runtime::backend::static_hw(&model, &input_name);
         let (w, h) = img.dimensions();
         (data::preprocess(&img, size), (h as usize, w as usize))
     };
@@ -89,26 +89,4 @@ pub fn run(a: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// (H, W) of a 4-D input whose last two dims are fixed numbers.
-fn static_hw(model: &onnx::Model, name: &str) -> Option<(u32, u32)> {
-    let v = model.graph.inputs.iter().find(|v| v.name() == name)?;
-    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else {
-        return None;
-    };
-    let dims: Vec<Option<i64>> = t
-        .shape
-        .as_ref()?
-        .dim
-        .iter()
-        .map(|d| match d.value {
-            Some(Value::DimValue(v)) if v > 0 => Some(v),
-            _ => None,
-        })
-        .collect();
-    match dims.as_slice() {
-        [_, _, Some(h), Some(w)] => Some((*h as u32, *w as u32)),
-        _ => None,
-    }
 }

@@ -1,5 +1,7 @@
-//! What every backend shares: turning logits into a class map, and writing it.
+//! What every backend shares: the `Backend` trait, turning logits into a class map, and writing it.
 
+pub mod backend;
 pub mod postprocess;
 
-pub use postprocess::{class_map, write_class_png, CITYSCAPES_PALETTE};
+pub use backend::{open, segment, Backend, BackendError, BackendKind, CpuBackend};
+pub use postprocess::{class_map, write_class_png, ClassMap, CITYSCAPES_PALETTE};
