@@ -37,7 +37,9 @@ pub fn measure_output(cmd: &mut Command) -> std::io::Result<(Run, String)> {
         return Err(std::io::Error::last_os_error());
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(std::io::Error::other(format!("{cmd:?} failed (wait status {status})")));
+        return Err(std::io::Error::other(format!(
+            "{cmd:?} failed (wait status {status})"
+        )));
     }
     Ok((
         Run {

@@ -4,7 +4,6 @@
 
 pub mod bench;
 pub mod data;
-pub mod runtime;
 pub mod exec;
 pub mod fsutil;
 pub mod manifest;
@@ -14,6 +13,8 @@ pub mod onnx;
 pub mod passes;
 pub mod pipeline;
 pub mod recipe;
+pub mod runtime;
+pub mod serve;
 pub mod shape;
 pub mod tensor;
 

@@ -21,9 +21,13 @@ fn err(path: &Path, reason: impl ToString) -> NpyError {
 /// Reads a C-order array of f32, f64 (kept as f64), f16, i64, i32 or u8.
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
-    let file = npyz::NpyFile::new(bytes.as_slice()).map_err(|e| err(path, format!("not a .npy file: {e}")))?;
+    let file = npyz::NpyFile::new(bytes.as_slice())
+        .map_err(|e| err(path, format!("not a .npy file: {e}")))?;
     if file.order() != npyz::Order::C {
-        return Err(err(path, "Fortran-order arrays are not supported; save it with np.ascontiguousarray"));
+        return Err(err(
+            path,
+            "Fortran-order arrays are not supported; save it with np.ascontiguousarray",
+        ));
     }
     let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
     let descr = file.dtype().descr();
@@ -34,7 +38,12 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
         "<i8" => Data::I64(file.into_vec().map_err(|e| err(path, e))?),
         "<i4" => Data::I32(file.into_vec().map_err(|e| err(path, e))?),
         "|u1" => Data::U8(file.into_vec().map_err(|e| err(path, e))?),
-        other => return Err(err(path, format!("element type {other} is not supported (use float32)"))),
+        other => {
+            return Err(err(
+                path,
+                format!("element type {other} is not supported (use float32)"),
+            ))
+        }
     };
     Tensor::new(shape, data).map_err(|e| err(path, e))
 }
@@ -59,7 +68,12 @@ pub fn write(path: &Path, t: &Tensor) -> Result<(), NpyError> {
         Data::F32(v) => put!(v, f32),
         Data::I64(v) => put!(v, i64),
         Data::U8(v) => put!(v, u8),
-        other => return Err(err(path, format!("writing {:?} tensors is not supported", other.dtype()))),
+        other => {
+            return Err(err(
+                path,
+                format!("writing {:?} tensors is not supported", other.dtype()),
+            ))
+        }
     }
     crate::fsutil::write_atomic(path, &buf).map_err(|e| err(path, e))
 }

@@ -197,7 +197,11 @@ fn run_writes_logits_matching_onnxruntime_and_a_class_map() {
     let want = ocrnet_edge::npy::read(&case.join("out.npy")).unwrap();
     assert_eq!(got.shape, want.shape, "the main output, unchanged in shape");
     let (g, w) = (got.as_f32s(), want.as_f32s());
-    let num: f64 = g.iter().zip(&w).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let num: f64 = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
     assert!((num / den).sqrt() < 1e-5);
     // The class map has the input tensor's size (64x128), each pixel a trainId.
@@ -207,7 +211,12 @@ fn run_writes_logits_matching_onnxruntime_and_a_class_map() {
     // A corrupt image is an error naming it.
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
-    let out = ocrnet(&["run", model.to_str().unwrap(), "--input", bad.to_str().unwrap()]);
+    let out = ocrnet(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bad.png"), "{}", stderr(&out));
 }

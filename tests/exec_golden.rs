@@ -18,7 +18,11 @@ const REL_L2: f64 = 1e-5;
 fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
     assert_eq!(got.shape, want.shape);
     let (g, w) = (got.as_f32s(), want.as_f32s());
-    let num: f64 = g.iter().zip(&w).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let num: f64 = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
     (num / den).sqrt()
 }
@@ -26,14 +30,18 @@ fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
 fn run_case(model: &onnx::Model, dir: &Path, options: ExecOptions) -> HashMap<String, Tensor> {
     let exec = Executor::new(model, options).unwrap();
     let input = ocrnet_edge::npy::read(&dir.join("input.npy")).unwrap();
-    exec.run(HashMap::from([("input".to_string(), input)]), &[], None).unwrap()
+    exec.run(HashMap::from([("input".to_string(), input)]), &[], None)
+        .unwrap()
 }
 
 fn check(case: &str, outputs: &HashMap<String, Tensor>, dir: &Path, bound: f64) {
     for name in ["aux", "out"] {
         let want = ocrnet_edge::npy::read(&dir.join(format!("{name}.npy"))).unwrap();
         let err = rel_l2(&outputs[name], &want);
-        assert!(err <= bound, "{case}/{name}: relative L2 {err:.3e} > {bound:e}");
+        assert!(
+            err <= bound,
+            "{case}/{name}: relative L2 {err:.3e} > {bound:e}"
+        );
     }
 }
 
@@ -43,7 +51,14 @@ fn every_fixture_matches_onnxruntime() {
         let path = fixture(case);
         let dir = path.parent().unwrap();
         let model = onnx::load(&path).unwrap();
-        let outputs = run_case(&model, dir, ExecOptions { threads: 2, ..Default::default() });
+        let outputs = run_case(
+            &model,
+            dir,
+            ExecOptions {
+                threads: 2,
+                ..Default::default()
+            },
+        );
         check(case, &outputs, dir, REL_L2);
     }
 }
@@ -71,7 +86,14 @@ fn fp16_simulation_stays_close_but_is_not_exact() {
     let path = fixture("legacy_static_opset11");
     let dir = path.parent().unwrap();
     let model = onnx::load(&path).unwrap();
-    let fp16 = run_case(&model, dir, ExecOptions { threads: 1, numerics: Numerics::Fp16 });
+    let fp16 = run_case(
+        &model,
+        dir,
+        ExecOptions {
+            threads: 1,
+            numerics: Numerics::Fp16,
+        },
+    );
     let want = ocrnet_edge::npy::read(&dir.join("out.npy")).unwrap();
     let err = rel_l2(&fp16["out"], &want);
     // float16 keeps 11 significant bits (unit roundoff 4.9e-4); a few dozen layers compound that.
@@ -92,7 +114,14 @@ fn hook_sees_every_value_once_and_extra_outputs_are_returned() {
     let mut seen: Vec<(String, Vec<usize>)> = Vec::new();
     let mut hook = |name: &str, t: &Tensor| seen.push((name.to_string(), t.shape.clone()));
     // An intermediate: the first Softmax's output (the gather's region weights).
-    let softmax = model.graph.nodes.iter().find(|n| n.op_type() == "Softmax").unwrap().output[0].clone();
+    let softmax = model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type() == "Softmax")
+        .unwrap()
+        .output[0]
+        .clone();
     let (outputs, stats) = exec
         .run_with_stats(
             HashMap::from([("input".to_string(), input.clone())]),
@@ -101,7 +130,11 @@ fn hook_sees_every_value_once_and_extra_outputs_are_returned() {
         )
         .unwrap();
     let produced: usize = model.graph.nodes.iter().map(|n| n.output.len()).sum();
-    assert_eq!(seen.len(), produced + 1, "every node output and the graph input");
+    assert_eq!(
+        seen.len(),
+        produced + 1,
+        "every node output and the graph input"
+    );
     assert_eq!(seen[0], ("input".to_string(), input.shape.clone()));
     let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
@@ -117,8 +150,15 @@ fn hook_sees_every_value_once_and_extra_outputs_are_returned() {
     }
     // Intermediates are freed as soon as their last reader ran: the peak live set is far below the sum of
     // every activation the graph produces.
-    let total: usize = seen.iter().map(|(_, s)| s.iter().product::<usize>() * 4).sum();
-    assert!(stats.peak_activation_bytes * 4 < total, "peak {} of total {total}", stats.peak_activation_bytes);
+    let total: usize = seen
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() * 4)
+        .sum();
+    assert!(
+        stats.peak_activation_bytes * 4 < total,
+        "peak {} of total {total}",
+        stats.peak_activation_bytes
+    );
 }
 
 #[test]
@@ -126,14 +166,23 @@ fn bad_inputs_and_unsupported_nodes_are_errors_naming_them() {
     let model = onnx::load(&fixture("legacy_static_opset11")).unwrap();
     let exec = Executor::new(&model, ExecOptions::default()).unwrap();
     let wrong = Tensor::vec_f32(vec![1, 3, 32, 32], vec![0.0; 3 * 32 * 32]).unwrap();
-    let e = exec.run(HashMap::from([("input".to_string(), wrong)]), &[], None).unwrap_err().to_string();
-    assert!(e.contains("'input'") && e.contains("[1, 3, 64, 128]"), "{e}");
+    let e = exec
+        .run(HashMap::from([("input".to_string(), wrong)]), &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'input'") && e.contains("[1, 3, 64, 128]"),
+        "{e}"
+    );
     let e = exec.run(HashMap::new(), &[], None).unwrap_err().to_string();
     assert!(e.contains("'input'") && e.contains("not given"), "{e}");
 
     let mut odd = model.clone();
     odd.graph.nodes[3].op_type = Some("OcrMystery".into());
     let name = odd.graph.nodes[3].name().to_string();
-    let e = Executor::new(&odd, ExecOptions::default()).err().unwrap().to_string();
+    let e = Executor::new(&odd, ExecOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains(&name) && e.contains("OcrMystery"), "{e}");
 }

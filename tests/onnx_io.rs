@@ -274,6 +274,13 @@ fn broken_graphs_name_the_node_or_tensor() {
     assert!(e.contains("'w'") && e.contains("16 bytes"), "{e}");
 
     let mut m = tiny_model(4);
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.dims = vec![1 << 32, 1 << 32, 2];
+    w.raw_data = None;
+    let e = load_err(&write_proto(dir.path(), "huge.onnx", &m));
+    assert!(e.contains("'w'") && e.contains("more bytes than"), "{e}");
+
+    let mut m = tiny_model(4);
     m.ir_version = Some(2);
     assert!(load_err(&write_proto(dir.path(), "ir2.onnx", &m)).contains("IR version 2"));
 }

@@ -37,11 +37,16 @@ fn input_shape(model: &onnx::Model, given: Option<&str>) -> anyhow::Result<Vec<u
             .split(',')
             .map(|d| d.trim().parse::<usize>().ok().filter(|&v| v > 0))
             .collect::<Option<Vec<_>>>()
-            .with_context(|| format!("--shape '{s}': expected positive integers like 1,3,512,1024"));
+            .with_context(|| {
+                format!("--shape '{s}': expected positive integers like 1,3,512,1024")
+            });
     }
     let stats = onnx::stats::ModelStats::of(model);
     let input = stats.inputs.first().context("the model has no input")?;
-    let dims: Option<Vec<usize>> = input.shape.as_ref().and_then(|s| s.iter().map(|d| d.parse().ok()).collect());
+    let dims: Option<Vec<usize>> = input
+        .shape
+        .as_ref()
+        .and_then(|s| s.iter().map(|d| d.parse().ok()).collect());
     dims.with_context(|| format!("input '{}' has a dynamic shape: pass --shape", input.name))
 }
 
@@ -61,10 +66,22 @@ fn noise(shape: &[usize]) -> Tensor {
 }
 
 /// The hidden worker: load, warm up once, time `runs` forwards, print the times as JSON.
-pub fn worker(model_path: &Path, threads: usize, runs: usize, shape: Option<&str>) -> anyhow::Result<ExitCode> {
-    let model = onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
+pub fn worker(
+    model_path: &Path,
+    threads: usize,
+    runs: usize,
+    shape: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let model =
+        onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
     let shape = input_shape(&model, shape)?;
-    let exec = Executor::new(&model, ExecOptions { threads, ..Default::default() })?;
+    let exec = Executor::new(
+        &model,
+        ExecOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
     drop(model);
     let name = exec.input_names().next().context("no input")?.to_string();
     let x = noise(&shape);
@@ -93,9 +110,14 @@ pub fn bench(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let runs = runs.max(1);
-    let model = onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
+    let model =
+        onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
     let dims = input_shape(&model, shape)?;
-    let dims_text = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let dims_text = dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let name = onnx::stats::ModelStats::of(&model).inputs[0].name.clone();
     let pinned = HashMap::from([(name, dims.iter().map(|&d| d as i64).collect())]);
     let shapes = ocrnet_edge::shape::infer_with(&model.graph, model.opset().unwrap_or(1), &pinned)?;
@@ -106,7 +128,12 @@ pub fn bench(
     let parse = |out: &str, who: &str| -> anyhow::Result<f64> {
         let v: serde_json::Value =
             serde_json::from_str(out.trim()).with_context(|| format!("{who} printed {out:?}"))?;
-        let times: Vec<f64> = v["times"].as_array().context("no times")?.iter().filter_map(|t| t.as_f64()).collect();
+        let times: Vec<f64> = v["times"]
+            .as_array()
+            .context("no times")?
+            .iter()
+            .filter_map(|t| t.as_f64())
+            .collect();
         if times.is_empty() {
             bail!("{who} reported no times");
         }
@@ -116,7 +143,14 @@ pub fn bench(
         Command::new(&exe)
             .args(["-q", "bench", "exec-worker"])
             .arg(model_path)
-            .args(["--threads", &threads.to_string(), "--runs", &runs.to_string(), "--shape", &dims_text]),
+            .args([
+                "--threads",
+                &threads.to_string(),
+                "--runs",
+                &runs.to_string(),
+                "--shape",
+                &dims_text,
+            ]),
     )
     .context("running the executor worker")?;
     let ours = parse(&ours_out, "ocrnet-edge")?;
@@ -157,14 +191,31 @@ pub fn bench(
         threads,
         flops / 1e9
     );
-    println!("{:<14} {:>10} {:>9} {:>12}", "", "median s", "GFLOP/s", "peak RSS");
-    println!("{:<14} {:>10.3} {:>9.1} {:>12}", "ocrnet-edge", ours, flops / 1e9 / ours, human_bytes(ours_run.peak_rss_bytes));
+    println!(
+        "{:<14} {:>10} {:>9} {:>12}",
+        "", "median s", "GFLOP/s", "peak RSS"
+    );
+    println!(
+        "{:<14} {:>10.3} {:>9.1} {:>12}",
+        "ocrnet-edge",
+        ours,
+        flops / 1e9 / ours,
+        human_bytes(ours_run.peak_rss_bytes)
+    );
     match peer {
         Some((s, rss)) => {
-            println!("{:<14} {:>10.3} {:>9.1} {:>12}", "onnxruntime", s, flops / 1e9 / s, human_bytes(rss));
+            println!(
+                "{:<14} {:>10.3} {:>9.1} {:>12}",
+                "onnxruntime",
+                s,
+                flops / 1e9 / s,
+                human_bytes(rss)
+            );
             println!("ocrnet-edge / onnxruntime time: {:.2}x", ours / s);
         }
-        None => println!("onnxruntime not measured: `{python} -c 'import onnxruntime, numpy'` failed"),
+        None => {
+            println!("onnxruntime not measured: `{python} -c 'import onnxruntime, numpy'` failed")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

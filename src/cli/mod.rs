@@ -5,6 +5,7 @@ mod bench_exec;
 mod compile;
 mod model_cmds;
 mod run_cmd;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -90,6 +91,11 @@ pub enum Command {
     /// Benchmarks, each next to its peer measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The inference daemon: POST /v1/segment, GET /healthz, /readyz, /metrics (see deploy/README.md).
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +152,11 @@ pub enum BenchCommand {
         python: String,
         #[arg(long)]
         json: bool,
+    },
+    /// The daemon on a loopback port under N requests from C clients, next to direct backend calls.
+    Serve {
+        #[command(flatten)]
+        args: serve::BenchArgs,
     },
 }
 
@@ -218,5 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             python,
             json,
         }) => bench::io(&model, runs, &python, json),
+        Command::Serve { args } => serve::run(args),
+        Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
     }
 }

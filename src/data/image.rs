@@ -53,14 +53,23 @@ pub fn decode_rgb(bytes: &[u8], label: &Path, limits: ImageLimits) -> Result<Rgb
             .with_guessed_format()
             .map_err(|e| DataError::new(label, e))
     };
-    let format = reader()?.format().ok_or_else(|| DataError::new(label, "not a PNG or JPEG image"))?;
+    let format = reader()?
+        .format()
+        .ok_or_else(|| DataError::new(label, "not a PNG or JPEG image"))?;
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
-        return Err(DataError::new(label, format!("{format:?} images are not supported (PNG or JPEG)")));
+        return Err(DataError::new(
+            label,
+            format!("{format:?} images are not supported (PNG or JPEG)"),
+        ));
     }
     let (w, h) = reader()?
         .into_dimensions()
         .map_err(|e| DataError::new(label, format!("unreadable image header: {e}")))?;
-    if w == 0 || h == 0 || w > limits.max_width || h > limits.max_height || w as u64 * h as u64 > limits.max_pixels
+    if w == 0
+        || h == 0
+        || w > limits.max_width
+        || h > limits.max_height
+        || w as u64 * h as u64 > limits.max_pixels
     {
         return Err(DataError::new(
             label,
@@ -77,7 +86,12 @@ pub fn decode_rgb(bytes: &[u8], label: &Path, limits: ImageLimits) -> Result<Rgb
     lim.max_alloc = Some(limits.max_pixels * 8 + (64 << 20));
     r.limits(lim);
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || r.decode()))
-        .map_err(|_| DataError::new(label, "the image decoder failed on this file (corrupt image)"))?
+        .map_err(|_| {
+            DataError::new(
+                label,
+                "the image decoder failed on this file (corrupt image)",
+            )
+        })?
         .map_err(|e| DataError::new(label, format!("corrupt image: {e}")))?;
     Ok(decoded.to_rgb8())
 }
@@ -118,7 +132,8 @@ mod tests {
 
     fn png_bytes(img: &RgbImage) -> Vec<u8> {
         let mut buf = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+            .unwrap();
         buf
     }
 
@@ -153,7 +168,9 @@ mod tests {
         let mut huge = good.clone();
         huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-        let e = decode_rgb(&huge, label, ImageLimits::default()).unwrap_err().to_string();
+        let e = decode_rgb(&huge, label, ImageLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("100000x100000") || e.contains("header"), "{e}");
     }
 }

@@ -129,7 +129,8 @@ impl Executor {
             }
             constants_by_slot.insert(s, Arc::new(tensor));
         }
-        let initializer_names: HashSet<&str> = graph.initializers.iter().map(|t| t.name()).collect();
+        let initializer_names: HashSet<&str> =
+            graph.initializers.iter().map(|t| t.name()).collect();
         let graph_inputs: Vec<(String, usize)> = graph
             .inputs
             .iter()
@@ -240,9 +241,15 @@ impl Executor {
     ) -> Result<(HashMap<String, Tensor>, RunStats), ExecError> {
         let mut keep: HashSet<usize> = HashSet::new();
         for name in extra {
-            keep.insert(*self.slot_of.get(*name).ok_or_else(|| ExecError::UnknownValue(name.to_string()))?);
+            keep.insert(
+                *self
+                    .slot_of
+                    .get(*name)
+                    .ok_or_else(|| ExecError::UnknownValue(name.to_string()))?,
+            );
         }
-        self.pool.install(|| self.run_inner(inputs, &keep, extra, &mut hook))
+        self.pool
+            .install(|| self.run_inner(inputs, &keep, extra, &mut hook))
     }
 
     fn run_inner(
@@ -314,11 +321,15 @@ impl Executor {
             }
         }
         let mut result = HashMap::new();
-        let wanted = self.graph_outputs.iter().map(|(n, s)| (n.as_str(), *s)).chain(
-            extra.iter().map(|n| (*n, self.slot_of[*n])),
-        );
+        let wanted = self
+            .graph_outputs
+            .iter()
+            .map(|(n, s)| (n.as_str(), *s))
+            .chain(extra.iter().map(|n| (*n, self.slot_of[*n])));
         for (name, slot) in wanted {
-            let t = values[slot].clone().ok_or_else(|| ExecError::UnknownValue(name.to_string()))?;
+            let t = values[slot]
+                .clone()
+                .ok_or_else(|| ExecError::UnknownValue(name.to_string()))?;
             result.insert(name.to_string(), Arc::unwrap_or_clone(t));
         }
         Ok((result, stats))
@@ -330,16 +341,24 @@ impl Executor {
         let Some(v) = self.graph.inputs.iter().find(|v| v.name() == name) else {
             return Ok(());
         };
-        let Some(type_proto::Value::TensorType(tt)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        let Some(type_proto::Value::TensorType(tt)) =
+            v.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
             return Ok(());
         };
         if tt.elem_type.is_some() && tt.elem_type() != t.dtype() as i32 {
             return Err(ExecError::Input {
                 name: name.into(),
-                reason: format!("element type {:?}, the graph declares type {}", t.dtype(), tt.elem_type()),
+                reason: format!(
+                    "element type {:?}, the graph declares type {}",
+                    t.dtype(),
+                    tt.elem_type()
+                ),
             });
         }
-        let Some(shape) = &tt.shape else { return Ok(()) };
+        let Some(shape) = &tt.shape else {
+            return Ok(());
+        };
         let declared: Vec<Option<i64>> = shape
             .dim
             .iter()
@@ -349,13 +368,22 @@ impl Executor {
             })
             .collect();
         let fits = declared.len() == t.shape.len()
-            && declared.iter().zip(&t.shape).all(|(d, &s)| d.is_none_or(|d| d == s as i64));
+            && declared
+                .iter()
+                .zip(&t.shape)
+                .all(|(d, &s)| d.is_none_or(|d| d == s as i64));
         if !fits {
-            let shown: Vec<String> =
-                declared.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
+            let shown: Vec<String> = declared
+                .iter()
+                .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+                .collect();
             return Err(ExecError::Input {
                 name: name.into(),
-                reason: format!("shape {:?} does not fit the declared [{}]", t.shape, shown.join(", ")),
+                reason: format!(
+                    "shape {:?} does not fit the declared [{}]",
+                    t.shape,
+                    shown.join(", ")
+                ),
             });
         }
         Ok(())

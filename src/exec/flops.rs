@@ -10,10 +10,14 @@ use crate::shape::{Dim, Inference};
 pub fn count(graph: &Graph, shapes: &Inference) -> u64 {
     let dims = |name: &str| -> Option<Vec<u64>> {
         let t = shapes.types.get(name)?;
-        t.shape.as_ref()?.iter().map(|d| match d {
-            Dim::Known(v) if *v >= 0 => Some(*v as u64),
-            _ => None,
-        }).collect()
+        t.shape
+            .as_ref()?
+            .iter()
+            .map(|d| match d {
+                Dim::Known(v) if *v >= 0 => Some(*v as u64),
+                _ => None,
+            })
+            .collect()
     };
     let mut total = 0u64;
     for n in &graph.nodes {
@@ -28,7 +32,11 @@ pub fn count(graph: &Graph, shapes: &Inference) -> u64 {
             "MatMul" => (|| {
                 let a = dims(n.input.first()?)?;
                 let out = dims(n.output.first()?)?;
-                let k = if a.len() >= 2 { a[a.len() - 1] } else { *a.first()? };
+                let k = if a.len() >= 2 {
+                    a[a.len() - 1]
+                } else {
+                    *a.first()?
+                };
                 Some(2 * out.iter().product::<u64>() * k)
             })(),
             "Gemm" => (|| {

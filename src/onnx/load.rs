@@ -185,6 +185,19 @@ fn check_initializers(graph: &Graph, label: &Path) -> Result<()> {
         if t.dims.iter().any(|&d| d < 0) {
             return Err(err(format!("negative dimension in {:?}", t.dims)));
         }
+        // Dims whose byte size cannot even be represented are corrupt, whatever data the tensor holds;
+        // refusing them here spares every later stage from overflow checks.
+        let size = crate::tensor::elem_size(dtype).unwrap_or(1);
+        if t.dims
+            .iter()
+            .try_fold(size, |acc, &d| acc.checked_mul(d as usize))
+            .is_none()
+        {
+            return Err(err(format!(
+                "dims {:?} describe more bytes than a computer can address",
+                t.dims
+            )));
+        }
         if let (Some(raw), Some(expected)) = (&t.raw_data, expected_bytes(t)) {
             if raw.len() != expected {
                 return Err(err(format!(

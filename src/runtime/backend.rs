@@ -23,7 +23,9 @@ pub enum BackendError {
 }
 
 /// Which backend to run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Cpu,
@@ -39,7 +41,11 @@ pub trait Backend: Send + Sync {
 }
 
 /// Opens a model on the chosen backend.
-pub fn open(kind: BackendKind, model: &Path, options: ExecOptions) -> Result<Box<dyn Backend>, BackendError> {
+pub fn open(
+    kind: BackendKind,
+    model: &Path,
+    options: ExecOptions,
+) -> Result<Box<dyn Backend>, BackendError> {
     match kind {
         BackendKind::Cpu => Ok(Box::new(CpuBackend::load(model, options)?)),
         BackendKind::Trt => Err(BackendError::NotBuilt("trt")),
@@ -64,12 +70,24 @@ impl CpuBackend {
         let exec = Executor::new(&model, options).map_err(|e| err(e.to_string()))?;
         let inputs: Vec<&str> = exec.input_names().collect();
         let [input] = inputs.as_slice() else {
-            return Err(err(format!("expected one graph input, found {}", inputs.len())));
+            return Err(err(format!(
+                "expected one graph input, found {}",
+                inputs.len()
+            )));
         };
         let input = input.to_string();
-        let output = exec.output_names().last().ok_or_else(|| err("the model has no output".into()))?.to_string();
+        let output = exec
+            .output_names()
+            .last()
+            .ok_or_else(|| err("the model has no output".into()))?
+            .to_string();
         let hw = static_hw(&model, &input);
-        Ok(CpuBackend { exec, input, output, hw })
+        Ok(CpuBackend {
+            exec,
+            input,
+            output,
+            hw,
+        })
     }
 }
 
@@ -87,7 +105,9 @@ impl Backend for CpuBackend {
             .exec
             .run(HashMap::from([(self.input.clone(), input)]), &[], None)
             .map_err(|e| BackendError::Inference(e.to_string()))?;
-        Ok(out.remove(&self.output).expect("the executor returns every graph output"))
+        Ok(out
+            .remove(&self.output)
+            .expect("the executor returns every graph output"))
     }
 }
 

@@ -101,7 +101,8 @@ pub fn write_class_png(map: &ClassMap, path: &Path) -> std::io::Result<()> {
         palette.resize(256 * 3, 0);
         enc.set_palette(palette);
         let mut w = enc.write_header().map_err(std::io::Error::other)?;
-        w.write_image_data(&map.classes).map_err(std::io::Error::other)?;
+        w.write_image_data(&map.classes)
+            .map_err(std::io::Error::other)?;
     }
     crate::fsutil::write_atomic(path, &buf)
 }

@@ -4,6 +4,7 @@
 
 use super::broadcast::{broadcast_shapes, offsets};
 use super::elem::{same, Elem, Num, Unwrap};
+use super::fastpath;
 use super::{numel, Ctx, OpError, OpResult};
 use crate::tensor::{Data, Tensor};
 
@@ -48,6 +49,11 @@ fn no_bool(op: &str) -> OpError {
 
 fn binary(cx: &Ctx, op: &str) -> OpResult<Tensor> {
     let (a, b) = (cx.input(0)?, cx.input(1)?);
+    if let (Data::F32(av), Data::F32(bv)) = (&a.data, &b.data) {
+        if let Some(t) = fastpath::binary_f32(op, a, av, b, bv) {
+            return Ok(t);
+        }
+    }
     crate::dispatch_num!(&a.data, v => binary_typed(op, a, v, b), bool => Err(no_bool(op)))
 }
 
@@ -209,6 +215,12 @@ fn where_(cx: &Ctx) -> OpResult<Tensor> {
 /// Unary ops defined on integers too.
 fn unary_num(cx: &Ctx, op: &str) -> OpResult<Tensor> {
     let x = cx.input(0)?;
+    if let Some(data) = unary_fast(x, op) {
+        return Ok(Tensor {
+            shape: x.shape.clone(),
+            data,
+        });
+    }
     let data = crate::dispatch_num!(&x.data, v => unary_num_typed(op, v)?,
         bool => return Err(no_bool(op)));
     Ok(Tensor {
@@ -246,6 +258,12 @@ type FloatFns = (fn(f32) -> f32, fn(f64) -> f64);
 /// Unary math defined on floats only.
 fn unary_float(cx: &Ctx, op: &str) -> OpResult<Tensor> {
     let x = cx.input(0)?;
+    if let Some(data) = unary_fast(x, op) {
+        return Ok(Tensor {
+            shape: x.shape.clone(),
+            data,
+        });
+    }
     let (f, g): FloatFns = match op {
         "Floor" => (f32::floor, f64::floor),
         "Ceil" => (f32::ceil, f64::ceil),
@@ -270,6 +288,14 @@ fn unary_float(cx: &Ctx, op: &str) -> OpResult<Tensor> {
         shape: x.shape.clone(),
         data,
     })
+}
+
+/// The parallel f32 path of a unary op, where there is one.
+fn unary_fast(x: &Tensor, op: &str) -> Option<Data> {
+    match &x.data {
+        Data::F32(v) => fastpath::unary_f32(op, v),
+        _ => None,
+    }
 }
 
 fn is_float(d: &Data) -> bool {
@@ -435,7 +461,7 @@ mod tests {
     #[test]
     fn unknown_op_is_unsupported() {
         let err = run(
-            &node("Conv", 2, vec![]),
+            &node("NoSuchOp", 2, vec![]),
             &[&f32s(&[1], &[1.]), &f32s(&[1], &[1.])],
             13,
         )

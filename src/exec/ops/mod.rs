@@ -3,21 +3,39 @@
 //! [`OpError`] rather than guessing, so that a caller (the constant folder) can leave the node
 //! alone.
 
+mod argmax;
 mod arith;
 mod array;
+mod blas;
 mod broadcast;
 mod cast;
+mod clip;
 mod constant;
+mod conv;
 mod elem;
+mod fastpath;
+mod float;
+mod matmul;
+mod norm;
+mod par;
+mod pool;
+mod quant;
 mod range;
+mod reduce;
 mod reshape;
+mod resize;
 mod shape;
+mod softmax;
+mod window;
 
 pub use array::{slice_axis, slice_plan, transpose_perm, SliceAxis};
+pub use blas::Float;
 pub use broadcast::broadcast_shapes;
+pub use conv::{conv2d, conv2d_with_tile, default_tile, Conv2d};
 pub use elem::{Elem, Num};
 pub use reshape::{flatten_axis, reshape_dims, squeeze_dims, unsqueeze_dims};
 pub use shape::shape_range;
+pub use window::{Axis, Window};
 
 use crate::onnx::proto::{AttributeProto, NodeProto, TensorProto};
 use crate::tensor::Tensor;
@@ -96,6 +114,29 @@ pub const SUPPORTED: &[&str] = &[
     "Sign",
     "Range",    // range.rs
     "Constant", // constant.rs
+    "Conv",     // conv/
+    "MatMul",
+    "Gemm", // matmul.rs
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool", // pool.rs
+    "Resize",
+    "Upsample", // resize.rs
+    "Softmax",
+    "LogSoftmax", // softmax.rs
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceProd", // reduce.rs
+    "ArgMax",
+    "ArgMin", // argmax.rs
+    "BatchNormalization",
+    "Dropout", // norm.rs
+    "QuantizeLinear",
+    "DequantizeLinear", // quant.rs
+    "Clip",             // clip.rs
 ];
 
 /// Whether [`eval`] implements `op_type` (of the default domain) at all; it may still refuse a node
@@ -135,6 +176,26 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>], opset: i64) -> OpResul
         "CastLike" => one(cast::cast_like(&cx)),
         "Range" => one(range::range(&cx)),
         "Constant" => one(constant::constant(&cx)),
+        "Conv" => one(conv::conv(&cx)),
+        "MatMul" => one(matmul::matmul(&cx)),
+        "Gemm" => one(matmul::gemm_op(&cx)),
+        "MaxPool" => pool::pool(&cx, true),
+        "AveragePool" => pool::pool(&cx, false),
+        "GlobalAveragePool" => one(pool::global_pool(&cx, false)),
+        "GlobalMaxPool" => one(pool::global_pool(&cx, true)),
+        "Resize" | "Upsample" => one(resize::resize(&cx)),
+        "Softmax" => one(softmax::softmax(&cx, false)),
+        "LogSoftmax" => one(softmax::softmax(&cx, true)),
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSum" | "ReduceProd" => {
+            one(reduce::reduce(&cx, node.op_type()))
+        }
+        "ArgMax" => one(argmax::arg(&cx, true)),
+        "ArgMin" => one(argmax::arg(&cx, false)),
+        "BatchNormalization" => one(norm::batch_norm(&cx)),
+        "Dropout" => norm::dropout(&cx),
+        "QuantizeLinear" => one(quant::quantize(&cx)),
+        "DequantizeLinear" => one(quant::dequantize(&cx)),
+        "Clip" => one(clip::clip(&cx)),
         op => arith::eval(&cx, op),
     }
 }
@@ -327,6 +388,15 @@ pub(crate) mod test_util {
         }
     }
 
+    pub fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(6),
+            floats: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
     pub fn tensor(name: &str, t: TensorProto) -> AttributeProto {
         AttributeProto {
             name: Some(name.into()),
@@ -342,6 +412,32 @@ pub(crate) mod test_util {
 
     pub fn f32s(shape: &[usize], v: &[f32]) -> Tensor {
         Tensor::new(shape.to_vec(), Data::F32(v.to_vec())).unwrap()
+    }
+
+    /// Deterministic values in [-1, 1).
+    pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let step = |s: u64| {
+            s.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+        };
+        let mut s = step(seed);
+        (0..n)
+            .map(|_| {
+                s = step(s);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// ‖got − want‖₂ / ‖want‖₂, in f64.
+    pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+        assert_eq!(got.len(), want.len(), "lengths differ");
+        let (mut num, mut den) = (0f64, 0f64);
+        for (&g, &w) in got.iter().zip(want) {
+            num += (g as f64 - w as f64).powi(2);
+            den += (w as f64).powi(2);
+        }
+        (num / den.max(1e-30)).sqrt()
     }
 
     /// Runs a one-output node on present inputs.

@@ -1,0 +1,289 @@
+//! The im2col/GEMM convolution against a direct loop nest, over the shapes that break tiling and
+//! padding logic, and the Conv op's attribute handling.
+
+use super::super::test_util::*;
+use super::super::OpError;
+use super::*;
+use crate::tensor::{Data, Tensor};
+
+/// The definition, one output at a time, in f64.
+fn direct(g: &Conv2d, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let [n, m, oh, ow] = g.output_shape();
+    let (cg, mg) = (g.in_channels / g.groups, m / g.groups);
+    let (ih, iw, kh, kw) = (g.h.input, g.w.input, g.h.kernel, g.w.kernel);
+    let mut y = Vec::with_capacity(n * m * oh * ow);
+    for ni in 0..n {
+        for co in 0..m {
+            let gi = co / mg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b.map_or(0.0, |b| b[co] as f64);
+                    for ci in 0..cg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (iy, ix) = (g.h.at(oy, ky), g.w.at(ox, kx));
+                                if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                                    continue;
+                                }
+                                let c = gi * cg + ci;
+                                let xv = x[((ni * g.in_channels + c) * ih + iy as usize) * iw
+                                    + ix as usize];
+                                let wv = w[((co * cg + ci) * kh + ky) * kw + kx];
+                                acc += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    y.push(acc as f32);
+                }
+            }
+        }
+    }
+    y
+}
+
+struct Case {
+    x: [usize; 4],
+    w: [usize; 4],
+    groups: usize,
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [usize; 4],
+    auto_pad: &'static str,
+    bias: bool,
+}
+
+impl Case {
+    fn new(x: [usize; 4], w: [usize; 4]) -> Self {
+        Case {
+            x,
+            w,
+            groups: 1,
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [0; 4],
+            auto_pad: "NOTSET",
+            bias: true,
+        }
+    }
+
+    fn geom(&self) -> Conv2d {
+        let window = Window {
+            kernel: self.w[2..].to_vec(),
+            strides: self.strides.to_vec(),
+            dilations: self.dilations.to_vec(),
+            pads: self.pads.to_vec(),
+            auto_pad: self.auto_pad.into(),
+            ceil_mode: false,
+        };
+        Conv2d::new(self.x, self.w, self.groups, &window).unwrap()
+    }
+
+    /// Compares with the loop nest at the default tile and at `tiles`.
+    fn check(&self, tiles: &[usize]) {
+        let g = self.geom();
+        let x = noise(self.x.iter().product(), 1);
+        let w = noise(self.w.iter().product(), 2);
+        let b = self.bias.then(|| noise(self.w[0], 3));
+        let want = direct(&g, &x, &w, b.as_deref());
+        let got = conv2d(&g, &x, &w, b.as_deref());
+        let err = rel_l2(&got, &want);
+        assert!(err <= 1e-5, "{g:?}: default tile, rel L2 {err}");
+        for &t in tiles {
+            let got = conv2d_with_tile(&g, &x, &w, b.as_deref(), t);
+            let err = rel_l2(&got, &want);
+            assert!(err <= 1e-5, "{g:?}: tile {t}, rel L2 {err}");
+        }
+    }
+}
+
+#[test]
+fn odd_sizes_3x3_padded() {
+    let mut c = Case::new([1, 3, 7, 9], [5, 3, 3, 3]);
+    c.pads = [1, 1, 1, 1];
+    c.check(&[1, 5, 9, 64]);
+}
+
+#[test]
+fn stride_larger_than_kernel() {
+    let mut c = Case::new([1, 2, 11, 10], [4, 2, 2, 2]);
+    c.strides = [3, 3];
+    c.check(&[2, 7]);
+    c.strides = [3, 2];
+    c.pads = [0, 1, 2, 0];
+    c.check(&[3]);
+}
+
+#[test]
+fn dilation_with_asymmetric_pads() {
+    let mut c = Case::new([1, 3, 10, 12], [4, 3, 3, 2]);
+    c.dilations = [2, 3];
+    c.pads = [1, 0, 2, 3];
+    c.check(&[7, 13]);
+    c.strides = [2, 1];
+    c.check(&[5]);
+}
+
+#[test]
+fn groups_and_depthwise() {
+    let mut c = Case::new([1, 4, 8, 8], [6, 2, 3, 3]);
+    c.groups = 2;
+    c.pads = [1, 1, 1, 1];
+    c.check(&[10]);
+    let mut d = Case::new([2, 5, 9, 7], [5, 1, 3, 3]);
+    d.groups = 5;
+    d.pads = [1, 1, 1, 1];
+    d.strides = [2, 2];
+    d.check(&[4]);
+    // Depthwise with a channel multiplier of 2.
+    let mut d2 = Case::new([1, 3, 6, 6], [6, 1, 3, 3]);
+    d2.groups = 3;
+    d2.bias = false;
+    d2.check(&[5]);
+}
+
+#[test]
+fn auto_pad_modes() {
+    for auto in ["SAME_UPPER", "SAME_LOWER", "VALID"] {
+        let mut c = Case::new([1, 2, 9, 8], [3, 2, 4, 3]);
+        c.auto_pad = auto;
+        c.strides = [2, 2];
+        c.check(&[6]);
+        let g = c.geom();
+        if auto != "VALID" {
+            assert_eq!((g.h.output, g.w.output), (5, 4), "{auto}");
+        }
+    }
+}
+
+#[test]
+fn pointwise_and_its_neighbours() {
+    // 1x1 stride 1 unpadded: no im2col.
+    let c = Case::new([2, 6, 5, 7], [4, 6, 1, 1]);
+    assert!(kernel_is_pointwise(&c.geom()));
+    c.check(&[1, 8, 35]);
+    let mut s = Case::new([1, 6, 5, 7], [4, 6, 1, 1]);
+    s.strides = [2, 2];
+    s.check(&[4]);
+    let mut p = Case::new([1, 6, 5, 7], [4, 6, 1, 1]);
+    p.pads = [1, 0, 0, 1];
+    p.bias = false;
+    p.check(&[4]);
+}
+
+fn kernel_is_pointwise(g: &Conv2d) -> bool {
+    [g.h, g.w]
+        .iter()
+        .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
+}
+
+#[test]
+fn batch_two_without_bias() {
+    let mut c = Case::new([2, 3, 6, 5], [4, 3, 3, 3]);
+    c.bias = false;
+    c.pads = [2, 1, 0, 1];
+    c.check(&[3, 11]);
+}
+
+#[test]
+fn many_tiles_across_threads() {
+    // 1600 pixels in tiles that cut rows mid-way; every tile a task of the pool.
+    let mut c = Case::new([1, 8, 40, 40], [16, 8, 3, 3]);
+    c.pads = [1, 1, 1, 1];
+    c.check(&[37, 160, 256]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| c.check(&[61]));
+    let p = Case::new([2, 16, 30, 30], [24, 16, 1, 1]);
+    pool.install(|| p.check(&[100]));
+}
+
+#[test]
+fn f64_kernel_matches() {
+    let c = Case::new([1, 2, 5, 5], [3, 2, 3, 3]);
+    let g = c.geom();
+    let x = noise(50, 4);
+    let w = noise(54, 5);
+    let want = direct(&g, &x, &w, None);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    let got: Vec<f32> = conv2d(&g, &x64, &w64, None)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    assert!(rel_l2(&got, &want) < 1e-6);
+}
+
+fn conv_node(
+    attrs: Vec<crate::onnx::proto::AttributeProto>,
+    n: usize,
+) -> crate::onnx::proto::NodeProto {
+    node("Conv", n, attrs)
+}
+
+#[test]
+fn op_reads_attributes() {
+    let x = f32s(&[1, 1, 3, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+    let w = f32s(&[1, 1, 2, 2], &[1., 0., 0., 1.]);
+    let b = f32s(&[1], &[10.]);
+    // x[i][j] + x[i+1][j+1], plus 10.
+    let y = run(&conv_node(vec![], 3), &[&x, &w, &b], 13).unwrap();
+    assert_eq!(y, f32s(&[1, 1, 2, 2], &[16., 18., 22., 24.]));
+    let n = conv_node(
+        vec![
+            string("auto_pad", "SAME_UPPER"),
+            ints("strides", &[2, 2]),
+            ints("kernel_shape", &[2, 2]),
+        ],
+        2,
+    );
+    // Output 2x2, pads total (2-1)*2+2-3 = 1 at the end: windows at 0 and 2.
+    let y = run(&n, &[&x, &w], 13).unwrap();
+    assert_eq!(y, f32s(&[1, 1, 2, 2], &[6., 3., 7., 9.]));
+    // 1-D.
+    let x1 = f32s(&[1, 2, 4], &[1., 2., 3., 4., 10., 20., 30., 40.]);
+    let w1 = f32s(&[1, 2, 3], &[1., 1., 1., 0., 1., 0.]);
+    let n1 = conv_node(vec![ints("pads", &[1, 0])], 2);
+    let y1 = run(&n1, &[&x1, &w1], 13).unwrap();
+    assert_eq!(y1, f32s(&[1, 1, 3], &[13., 26., 39.]));
+}
+
+#[test]
+fn op_computes_half_in_f32() {
+    let x = Tensor::new(
+        vec![1, 1, 2, 2],
+        Data::F16([1.0f32, 2., 3., 4.].map(half::f16::from_f32).to_vec()),
+    )
+    .unwrap();
+    let w = Tensor::new(vec![1, 1, 1, 1], Data::F16(vec![half::f16::from_f32(0.5)])).unwrap();
+    let y = run(&conv_node(vec![], 2), &[&x, &w], 13).unwrap();
+    assert_eq!(y.dtype(), x.dtype());
+    assert_eq!(y.as_f32s(), vec![0.5, 1., 1.5, 2.]);
+}
+
+#[test]
+fn op_refuses_what_it_cannot_do() {
+    let x = f32s(&[1, 2, 3, 3], &[0.; 18]);
+    let w = f32s(&[2, 1, 1, 1], &[1.; 2]);
+    // Channels do not fit group 1.
+    let e = run(&conv_node(vec![], 2), &[&x, &w], 13).unwrap_err();
+    assert!(matches!(e, OpError::Invalid(_)), "{e}");
+    let ok = run(&conv_node(vec![int("group", 2)], 2), &[&x, &w], 13).unwrap();
+    assert_eq!(ok.shape, vec![1, 2, 3, 3]);
+    let bad_bias = f32s(&[3], &[0.; 3]);
+    let n = conv_node(vec![int("group", 2)], 3);
+    assert!(run(&n, &[&x, &w, &bad_bias], 13).is_err());
+    let x3 = f32s(&[1, 1, 2, 2, 2], &[0.; 8]);
+    let w3 = f32s(&[1, 1, 1, 1, 1], &[1.]);
+    let e = run(&conv_node(vec![], 2), &[&x3, &w3], 13).unwrap_err();
+    assert!(matches!(e, OpError::Unsupported(_)), "{e}");
+    let xi = i64s(&[1, 1, 1, 1], &[1]);
+    assert!(run(&conv_node(vec![], 2), &[&xi, &xi], 13).is_err());
+    let e = run(
+        &conv_node(vec![ints("kernel_shape", &[3, 3])], 2),
+        &[&x, &w],
+        13,
+    );
+    assert!(e.is_err());
+}

@@ -1,0 +1,292 @@
+//! QuantizeLinear and DequantizeLinear, per tensor (opset 10) and per axis (`axis`, default 1,
+//! from 13). Quantizing divides by the scale in f32, rounds half to even, adds the zero point and
+//! saturates to the output type (uint8 unless the zero point or, from 21, `output_dtype` says
+//! int8, uint16 or int16). Blocked scales (21's `block_size`) and the float8/int4 types are
+//! refused.
+
+use super::float::{f32_out, Prec};
+use super::par::{self, CHUNK};
+use super::{norm_axis, numel, Ctx, OpError, OpResult};
+use crate::onnx::proto::tensor_proto::DataType;
+use crate::tensor::{Data, Tensor};
+
+/// How scales map onto the input: element `i` uses scale `(i / inner) % dim`.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    dim: usize,
+    inner: usize,
+}
+
+fn layout(
+    cx: &Ctx,
+    op: &str,
+    x: &[usize],
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+) -> OpResult<Layout> {
+    if cx.opset >= 21 && cx.attr_i("block_size")?.unwrap_or(0) != 0 {
+        return Err(OpError::unsupported(format!("{op} with block_size")));
+    }
+    if let Some(z) = zp {
+        // One value each may come as [] and [1]; per-axis ones must agree exactly.
+        if z.shape != scale.shape && (z.len() != 1 || scale.len() != 1) {
+            return Err(OpError::invalid(format!(
+                "{op}: zero point {:?} and scale {:?} differ in shape",
+                z.shape, scale.shape
+            )));
+        }
+    }
+    let n = numel(&scale.shape)?;
+    match scale.shape.len() {
+        0 => Ok(Layout { dim: 1, inner: 1 }),
+        1 if n == 1 && cx.opset < 13 => Ok(Layout { dim: 1, inner: 1 }),
+        _ if cx.opset < 13 => Err(OpError::invalid(format!(
+            "{op}: opset {} takes a scalar scale, got {:?}",
+            cx.opset, scale.shape
+        ))),
+        1 => {
+            let a = norm_axis(cx.attr_i("axis")?.unwrap_or(1), x.len())?;
+            if x[a] != n && n != 1 {
+                return Err(OpError::invalid(format!(
+                    "{op}: {n} scales for axis {a} of {x:?}"
+                )));
+            }
+            let inner = if n == 1 {
+                1
+            } else {
+                x[a + 1..].iter().product()
+            };
+            Ok(Layout { dim: n, inner })
+        }
+        _ => Err(OpError::unsupported(format!(
+            "{op} with scales of shape {:?} (blocked)",
+            scale.shape
+        ))),
+    }
+}
+
+/// `f(i, s)` over `out`, `s` the scale index of element `i`, in parallel chunks; the scale index
+/// is worked out once per run of `inner` elements.
+fn per_scale<T: Send>(out: &mut [T], l: Layout, f: impl Fn(usize, usize) -> T + Sync + Send) {
+    par::chunks_mut(out, CHUNK, |start, part| {
+        let mut i = 0;
+        while i < part.len() {
+            let at = start + i;
+            let run = (l.inner - at % l.inner).min(part.len() - i);
+            let s = at / l.inner % l.dim;
+            for (j, o) in part[i..i + run].iter_mut().enumerate() {
+                *o = f(at + j, s);
+            }
+            i += run;
+        }
+    });
+}
+
+/// Scales as f32, and the float type of the dequantized output.
+fn scales(t: &Tensor, op: &str) -> OpResult<(Vec<f32>, Prec)> {
+    let prec = match t.data {
+        Data::F32(_) => Prec::F32,
+        Data::F16(_) => Prec::F16,
+        Data::BF16(_) => Prec::BF16,
+        _ => {
+            return Err(OpError::invalid(format!(
+                "{op}: scale must be float, is {:?}",
+                t.dtype()
+            )))
+        }
+    };
+    Ok((t.as_f32s(), prec))
+}
+
+pub fn quantize(cx: &Ctx) -> OpResult<Tensor> {
+    let (x, scale, zp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
+    let l = layout(cx, "QuantizeLinear", &x.shape, scale, zp)?;
+    if !matches!(
+        x.data,
+        Data::F32(_) | Data::F16(_) | Data::BF16(_) | Data::I32(_)
+    ) {
+        return Err(OpError::invalid(format!(
+            "QuantizeLinear takes float or int32 input, got {:?}",
+            x.dtype()
+        )));
+    }
+    let (s, _) = scales(scale, "QuantizeLinear")?;
+    let to = match (zp, cx.attr_i("output_dtype")?) {
+        (Some(z), _) => z.dtype(),
+        (None, Some(t)) if t != 0 && cx.opset >= 21 => i32::try_from(t)
+            .ok()
+            .and_then(|t| DataType::try_from(t).ok())
+            .ok_or_else(|| OpError::invalid(format!("unknown output_dtype {t}")))?,
+        _ => DataType::Uint8,
+    };
+    let (lo, hi) = match to {
+        DataType::Uint8 => (0, 255),
+        DataType::Int8 => (-128, 127),
+        DataType::Uint16 => (0, 65535),
+        DataType::Int16 => (-32768, 32767),
+        other => return Err(OpError::unsupported(format!("QuantizeLinear to {other:?}"))),
+    };
+    let z: Vec<f32> = match zp {
+        Some(z) => z.as_f32s(),
+        None => vec![0.0; s.len()],
+    };
+    let xv = x.as_f32s();
+    let mut q = vec![0i32; xv.len()];
+    per_scale(&mut q, l, |i, k| {
+        let v = (xv[i] / s[k]).round_ties_even() + z[k];
+        v.clamp(lo as f32, hi as f32) as i32
+    });
+    let data = match to {
+        DataType::Uint8 => Data::U8(q.into_iter().map(|v| v as u8).collect()),
+        DataType::Int8 => Data::I8(q.into_iter().map(|v| v as i8).collect()),
+        DataType::Uint16 => Data::U16(q.into_iter().map(|v| v as u16).collect()),
+        _ => Data::I16(q.into_iter().map(|v| v as i16).collect()),
+    };
+    Ok(Tensor {
+        shape: x.shape.clone(),
+        data,
+    })
+}
+
+pub fn dequantize(cx: &Ctx) -> OpResult<Tensor> {
+    let (x, scale, zp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
+    let l = layout(cx, "DequantizeLinear", &x.shape, scale, zp)?;
+    if !matches!(
+        x.data,
+        Data::I8(_) | Data::U8(_) | Data::I16(_) | Data::U16(_) | Data::I32(_)
+    ) {
+        return Err(OpError::invalid(format!(
+            "DequantizeLinear takes an integer input, got {:?}",
+            x.dtype()
+        )));
+    }
+    if let Some(z) = zp {
+        if z.dtype() != x.dtype() {
+            return Err(OpError::invalid(format!(
+                "DequantizeLinear: zero point {:?} and input {:?} differ in type",
+                z.dtype(),
+                x.dtype()
+            )));
+        }
+    }
+    let (s, prec) = scales(scale, "DequantizeLinear")?;
+    let xv = x.as_i64s().expect("integer input");
+    let z = match zp {
+        Some(z) => z.as_i64s().expect("integer zero point"),
+        None => vec![0; s.len()],
+    };
+    let mut y = vec![0f32; xv.len()];
+    per_scale(&mut y, l, |i, k| (xv[i] - z[k]) as f32 * s[k]);
+    Ok(f32_out(x.shape.clone(), y, prec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    fn q(
+        x: &Tensor,
+        s: &Tensor,
+        z: Option<&Tensor>,
+        attrs: Vec<crate::onnx::proto::AttributeProto>,
+        opset: i64,
+    ) -> OpResult<Tensor> {
+        let mut ins = vec![x, s];
+        ins.extend(z);
+        run(&node("QuantizeLinear", ins.len(), attrs), &ins, opset)
+    }
+
+    #[test]
+    fn rounds_half_to_even_and_saturates() {
+        let x = f32s(&[8], &[0.5, 1.5, 2.5, -0.5, -1.5, 300., -300., 3.]);
+        let s = f32s(&[], &[1.0]);
+        let y = q(&x, &s, None, vec![], 10).unwrap();
+        assert_eq!(y.data, Data::U8(vec![0, 2, 2, 0, 0, 255, 0, 3]));
+        let z = Tensor::new(vec![], Data::I8(vec![-10])).unwrap();
+        let y = q(&x, &s, Some(&z), vec![], 13).unwrap();
+        assert_eq!(y.data, Data::I8(vec![-10, -8, -8, -10, -12, 127, -128, -7]));
+        // Divides in f32 (0.25 / 0.1 etc. are exactly 2.5, 3.5, 4.5 there), then rounds half to
+        // even.
+        let x = f32s(&[3], &[0.25, 0.35, 0.45]);
+        let y = q(&x, &f32s(&[], &[0.1]), None, vec![], 13).unwrap();
+        assert_eq!(y.data, Data::U8(vec![2, 4, 4]));
+    }
+
+    #[test]
+    fn per_axis_scales() {
+        // [2, 3, 2] per axis 1: scales 1, 2, 4 and zero points 0, 1, 2.
+        let x = f32s(
+            &[2, 3, 2],
+            &[1., 2., 4., 6., 8., 16., -1., -2., -4., -6., -8., -16.],
+        );
+        let s = f32s(&[3], &[1., 2., 4.]);
+        let z = Tensor::new(vec![3], Data::I8(vec![0, 1, 2])).unwrap();
+        let y = q(&x, &s, Some(&z), vec![], 13).unwrap();
+        assert_eq!(
+            y.data,
+            Data::I8(vec![1, 2, 3, 4, 4, 6, -1, -2, -1, -2, 0, -2])
+        );
+        let back = run(&node("DequantizeLinear", 3, vec![]), &[&y, &s, &z], 13).unwrap();
+        assert_eq!(
+            back,
+            f32s(
+                &[2, 3, 2],
+                &[1., 2., 4., 6., 8., 16., -1., -2., -4., -6., -8., -16.]
+            )
+        );
+        // axis -1 with two scales.
+        let s2 = f32s(&[2], &[1., 10.]);
+        let y = q(&x, &s2, None, vec![int("axis", -1)], 13).unwrap();
+        assert_eq!(y.data, Data::U8(vec![1, 0, 4, 1, 8, 2, 0, 0, 0, 0, 0, 0]));
+        // Per-axis needs opset 13; blocked scales are refused.
+        assert!(q(&x, &s, Some(&z), vec![], 10).is_err());
+        let blocked = q(
+            &x,
+            &f32s(&[2, 3, 1], &[1.; 6]),
+            None,
+            vec![int("block_size", 2)],
+            21,
+        );
+        assert!(matches!(blocked, Err(OpError::Unsupported(_))));
+        assert!(q(&x, &f32s(&[2], &[1., 1.]), None, vec![], 13).is_err());
+    }
+
+    #[test]
+    fn dequantize_types() {
+        let x = Tensor::new(vec![3], Data::U8(vec![0, 128, 255])).unwrap();
+        let s = f32s(&[], &[0.5]);
+        let z = Tensor::new(vec![], Data::U8(vec![128])).unwrap();
+        let y = run(&node("DequantizeLinear", 3, vec![]), &[&x, &s, &z], 10).unwrap();
+        assert_eq!(y, f32s(&[3], &[-64., 0., 63.5]));
+        let i = Tensor::new(vec![2], Data::I32(vec![-4, 6])).unwrap();
+        let y = run(&node("DequantizeLinear", 2, vec![]), &[&i, &s], 13).unwrap();
+        assert_eq!(y, f32s(&[2], &[-2., 3.]));
+        let h = Tensor::new(vec![], Data::F16(vec![half::f16::from_f32(0.25)])).unwrap();
+        let y = run(&node("DequantizeLinear", 2, vec![]), &[&x, &h], 19).unwrap();
+        assert_eq!(y.dtype(), DataType::Float16);
+        assert_eq!(y.as_f32s(), vec![0., 32., 63.75]);
+        // A scalar scale with a one-element zero point.
+        let z1 = Tensor::new(vec![1], Data::U8(vec![128])).unwrap();
+        let y = run(&node("DequantizeLinear", 3, vec![]), &[&x, &s, &z1], 13).unwrap();
+        assert_eq!(y, f32s(&[3], &[-64., 0., 63.5]));
+        let wrong_z = Tensor::new(vec![], Data::I8(vec![0])).unwrap();
+        assert!(run(
+            &node("DequantizeLinear", 3, vec![]),
+            &[&x, &s, &wrong_z],
+            13
+        )
+        .is_err());
+        let f = f32s(&[1], &[1.]);
+        assert!(run(&node("DequantizeLinear", 2, vec![]), &[&f, &s], 13).is_err());
+        // QuantizeLinear to int16 through output_dtype (opset 21).
+        let y = q(
+            &f32s(&[2], &[40000., -3.]),
+            &s,
+            None,
+            vec![int("output_dtype", DataType::Int16 as i64)],
+            21,
+        );
+        assert_eq!(y.unwrap().data, Data::I16(vec![32767, -6]));
+    }
+}
