@@ -92,6 +92,7 @@ fn fp16_simulation_stays_close_but_is_not_exact() {
         ExecOptions {
             threads: 1,
             numerics: Numerics::Fp16,
+            ..Default::default()
         },
     );
     let want = ocrnet_edge::npy::read(&dir.join("out.npy")).unwrap();

@@ -71,6 +71,7 @@ pub fn worker(
     threads: usize,
     runs: usize,
     shape: Option<&str>,
+    profile: bool,
 ) -> anyhow::Result<ExitCode> {
     let model =
         onnx::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
@@ -79,6 +80,7 @@ pub fn worker(
         &model,
         ExecOptions {
             threads,
+            profile,
             ..Default::default()
         },
     )?;
@@ -87,12 +89,15 @@ pub fn worker(
     let x = noise(&shape);
     exec.run(HashMap::from([(name.clone(), x.clone())]), &[], None)?;
     let mut times = Vec::new();
+    let mut last = Default::default();
     for _ in 0..runs {
         let t = Instant::now();
-        exec.run(HashMap::from([(name.clone(), x.clone())]), &[], None)?;
+        let (_, stats) =
+            exec.run_with_stats(HashMap::from([(name.clone(), x.clone())]), &[], None)?;
         times.push(t.elapsed().as_secs_f64());
+        last = stats;
     }
-    println!("{}", serde_json::json!({ "times": times }));
+    println!("{}", serde_json::json!({ "times": times, "stats": last }));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,6 +113,7 @@ pub fn bench(
     shape: Option<&str>,
     python: &str,
     json: bool,
+    profile: bool,
 ) -> anyhow::Result<ExitCode> {
     let runs = runs.max(1);
     let model =
@@ -139,21 +145,37 @@ pub fn bench(
         }
         Ok(median(times))
     };
-    let (ours_run, ours_out) = measure_output(
-        Command::new(&exe)
-            .args(["-q", "bench", "exec-worker"])
-            .arg(model_path)
-            .args([
-                "--threads",
-                &threads.to_string(),
-                "--runs",
-                &runs.to_string(),
-                "--shape",
-                &dims_text,
-            ]),
-    )
-    .context("running the executor worker")?;
+    let mut worker = Command::new(&exe);
+    worker
+        .args(["-q", "bench", "exec-worker"])
+        .arg(model_path)
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--runs",
+            &runs.to_string(),
+            "--shape",
+            &dims_text,
+        ]);
+    if profile {
+        worker.arg("--profile");
+    }
+    let (ours_run, ours_out) =
+        measure_output(&mut worker).context("running the executor worker")?;
     let ours = parse(&ours_out, "ocrnet-edge")?;
+    if profile && !json {
+        // Time by op type in the last run, slowest first.
+        let v: serde_json::Value = serde_json::from_str(ours_out.trim())?;
+        println!("{:<22} {:>9} {:>6}", "op (last run)", "seconds", "nodes");
+        for row in v["stats"]["profile"].as_array().into_iter().flatten() {
+            println!(
+                "{:<22} {:>9.3} {:>6}",
+                row[0].as_str().unwrap_or("?"),
+                row[1].as_f64().unwrap_or(0.0),
+                row[2].as_u64().unwrap_or(0)
+            );
+        }
+    }
     let ort_available = Command::new(python)
         .args(["-c", "import onnxruntime, numpy"])
         .stderr(std::process::Stdio::null())

@@ -130,6 +130,9 @@ pub enum BenchCommand {
         python: String,
         #[arg(long)]
         json: bool,
+        /// Also print the executor's time per op type.
+        #[arg(long)]
+        profile: bool,
     },
     /// Internal: the measured side of `bench exec`.
     #[command(hide = true)]
@@ -141,6 +144,8 @@ pub enum BenchCommand {
         runs: usize,
         #[arg(long)]
         shape: Option<String>,
+        #[arg(long)]
+        profile: bool,
     },
     /// Load + save and load + simplify + save of MODEL, next to Python's onnx.load + onnx.save.
     Io {
@@ -216,13 +221,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shape,
             python,
             json,
-        }) => bench_exec::bench(&model, threads, runs, shape.as_deref(), &python, json),
+            profile,
+        }) => bench_exec::bench(
+            &model,
+            threads,
+            runs,
+            shape.as_deref(),
+            &python,
+            json,
+            profile,
+        ),
         Command::Bench(BenchCommand::ExecWorker {
             model,
             threads,
             runs,
             shape,
-        }) => bench_exec::worker(&model, threads, runs, shape.as_deref()),
+            profile,
+        }) => bench_exec::worker(&model, threads, runs, shape.as_deref(), profile),
         Command::Bench(BenchCommand::Io {
             model,
             runs,

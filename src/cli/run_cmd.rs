@@ -32,6 +32,7 @@ pub fn run(a: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         ExecOptions {
             threads: a.threads,
             numerics,
+            ..Default::default()
         },
     )
     .with_context(|| format!("preparing {}", a.model.display()))?;

@@ -80,6 +80,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ExecOptions {
             threads: s.threads,
             numerics: Numerics::Fp32,
+            ..Default::default()
         },
     )
     .with_context(|| {
@@ -186,6 +187,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         ExecOptions {
             threads: a.threads,
             numerics: Numerics::Fp32,
+            ..Default::default()
         },
     )
     .with_context(|| format!("opening {}", a.model.display()))?;

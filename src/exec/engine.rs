@@ -27,6 +27,8 @@ pub struct ExecOptions {
     /// Worker threads; 0 means one per core.
     pub threads: usize,
     pub numerics: Numerics,
+    /// Time every node and report the totals per op type in [`RunStats::profile`].
+    pub profile: bool,
 }
 
 impl Default for ExecOptions {
@@ -34,6 +36,7 @@ impl Default for ExecOptions {
         ExecOptions {
             threads: 0,
             numerics: Numerics::Fp32,
+            profile: false,
         }
     }
 }
@@ -64,11 +67,16 @@ pub enum ExecError {
 pub type Hook<'a> = &'a mut (dyn FnMut(&str, &Tensor) + Send);
 
 /// What one run held.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunStats {
     /// The most bytes of activations (everything but the weights) alive at once.
     pub peak_activation_bytes: usize,
+    /// Time per op type, when [`ExecOptions::profile`] is on.
+    pub profile: OpProfile,
 }
+
+/// Where a run spent its time, by op type: (op, seconds, nodes), slowest first.
+pub type OpProfile = Vec<(String, f64, usize)>;
 
 /// One node, resolved to value slots.
 #[derive(Debug)]
@@ -262,6 +270,7 @@ impl Executor {
         let mut values: Vec<Option<Arc<Tensor>>> = self.constants.clone();
         let mut stats = RunStats::default();
         let mut live = 0usize;
+        let mut per_op: HashMap<&str, (f64, usize)> = HashMap::new();
         for (name, slot) in &self.graph_inputs {
             let mut t = inputs.remove(name).ok_or_else(|| ExecError::Input {
                 name: name.clone(),
@@ -291,6 +300,7 @@ impl Executor {
                 .iter()
                 .map(|s| s.and_then(|s| values[s].as_deref()))
                 .collect();
+            let started = self.options.profile.then(std::time::Instant::now);
             let outs = ops::eval(node, &args, self.opset).map_err(|e| ExecError::Node {
                 node: node_label(node),
                 op: node.op_type().to_string(),
@@ -300,6 +310,11 @@ impl Executor {
                 },
             })?;
             drop(args);
+            if let Some(t0) = started {
+                let e = per_op.entry(node.op_type()).or_default();
+                e.0 += t0.elapsed().as_secs_f64();
+                e.1 += 1;
+            }
             for (slot, mut t) in step.outputs.iter().zip(outs) {
                 let Some(slot) = slot else { continue };
                 if self.options.numerics == Numerics::Fp16 {
@@ -332,6 +347,11 @@ impl Executor {
                 .ok_or_else(|| ExecError::UnknownValue(name.to_string()))?;
             result.insert(name.to_string(), Arc::unwrap_or_clone(t));
         }
+        stats.profile = per_op
+            .into_iter()
+            .map(|(op, (s, n))| (op.to_string(), s, n))
+            .collect();
+        stats.profile.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok((result, stats))
     }
 

@@ -5,4 +5,4 @@ pub mod engine;
 pub mod flops;
 pub mod ops;
 
-pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, RunStats};
+pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, OpProfile, RunStats};
