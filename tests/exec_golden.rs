@@ -187,3 +187,24 @@ fn bad_inputs_and_unsupported_nodes_are_errors_naming_them() {
         .to_string();
     assert!(e.contains(&name) && e.contains("OcrMystery"), "{e}");
 }
+
+#[test]
+fn fused_and_in_place_plan_gives_the_same_bits_as_the_plain_one() {
+    // Without a hook the executor fuses Conv+Relu and computes Relu/Add into dying inputs; with a hook it
+    // runs every node as written. Both must produce identical bits.
+    for case in ["legacy_static_opset11", "legacy_static_mmseg_opset13"] {
+        let path = fixture(case);
+        let model = onnx::load(&path).unwrap();
+        let exec = Executor::new(&model, ExecOptions::default()).unwrap();
+        let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
+        let feed = || HashMap::from([("input".to_string(), input.clone())]);
+        let fast = exec.run(feed(), &[], None).unwrap();
+        let mut seen = 0;
+        let mut hook = |_: &str, _: &Tensor| seen += 1;
+        let plain = exec.run(feed(), &[], Some(&mut hook)).unwrap();
+        assert!(seen > 100);
+        for name in ["aux", "out"] {
+            assert_eq!(fast[name], plain[name], "{case}/{name}");
+        }
+    }
+}

@@ -285,6 +285,9 @@ pub fn transpose_perm(perm: Option<Vec<i64>>, rank: usize) -> OpResult<Vec<usize
 pub fn transpose(cx: &Ctx) -> OpResult<Tensor> {
     let data = cx.input(0)?;
     let perm = transpose_perm(cx.attr_ints("perm")?, data.shape.len())?;
+    if let Some(fast) = super::transpose::try_fast(data, &perm) {
+        return Ok(fast);
+    }
     let shape: Vec<usize> = perm.iter().map(|&a| data.shape[a]).collect();
     let in_strides = strides(&data.shape);
     let step: Vec<usize> = perm.iter().map(|&a| in_strides[a]).collect();

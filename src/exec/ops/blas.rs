@@ -12,7 +12,7 @@ pub trait Float:
     + Send
     + Sync
     + Default
-    + PartialEq
+    + PartialOrd
     + std::fmt::Debug
     + Add<Output = Self>
     + Mul<Output = Self>

@@ -126,6 +126,28 @@ pub(crate) fn unary_f32(op: &str, v: &[f32]) -> Option<Data> {
     Some(Data::F32(par::map(v, f)))
 }
 
+/// Relu over `v` in place (the executor's in-place path; same expression as [`unary_f32`]).
+pub fn relu_in_place(v: &mut [f32]) {
+    par::chunks_mut(v, par::CHUNK, |_, c| {
+        for x in c {
+            if *x < 0.0 {
+                *x = 0.0;
+            }
+        }
+    });
+}
+
+/// `acc += y` elementwise, in place; the slices have the same length.
+pub fn add_in_place(acc: &mut [f32], y: &[f32]) {
+    assert_eq!(acc.len(), y.len(), "add_in_place: lengths differ");
+    par::chunks_mut(acc, par::CHUNK, |start, c| {
+        let n = c.len();
+        for (a, &b) in c.iter_mut().zip(&y[start..start + n]) {
+            *a += b;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;

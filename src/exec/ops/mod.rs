@@ -26,6 +26,7 @@ mod reshape;
 mod resize;
 mod shape;
 mod softmax;
+mod transpose;
 mod window;
 
 pub use array::{slice_axis, slice_plan, transpose_perm, SliceAxis};
@@ -33,6 +34,7 @@ pub use blas::Float;
 pub use broadcast::broadcast_shapes;
 pub use conv::{conv2d, conv2d_with_tile, default_tile, Conv2d};
 pub use elem::{Elem, Num};
+pub use fastpath::{add_in_place, relu_in_place};
 pub use reshape::{flatten_axis, reshape_dims, squeeze_dims, unsqueeze_dims};
 pub use shape::shape_range;
 pub use window::{Axis, Window};
@@ -198,6 +200,24 @@ pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>], opset: i64) -> OpResul
         "Clip" => one(clip::clip(&cx)),
         op => arith::eval(&cx, op),
     }
+}
+
+/// Conv followed by Relu in one pass: what the executor runs for a Conv whose only reader is a Relu.
+/// Same numbers as the two nodes one after the other.
+pub fn eval_conv_relu(
+    node: &NodeProto,
+    inputs: &[Option<&Tensor>],
+    opset: i64,
+) -> OpResult<Vec<Tensor>> {
+    if node.op_type() != "Conv" || !matches!(node.domain(), "" | "ai.onnx") {
+        return Err(OpError::invalid("only a Conv can take a fused Relu"));
+    }
+    let cx = Ctx {
+        node,
+        inputs,
+        opset,
+    };
+    conv::conv_act(&cx, true).map(|t| vec![t])
 }
 
 /// What a kernel sees of its node.

@@ -129,6 +129,16 @@ unsafe fn tile_product<T: Float>(
         let lhs = MatRef::new(buf.as_ptr(), 1, pt);
         gemm(pt, mg, k, dst, 1, p_out, bias.is_some(), lhs, rhs, T::ONE);
     });
+    if g.relu {
+        for c in 0..mg {
+            for v in std::slice::from_raw_parts_mut(dst.add(c * p_out), pt) {
+                // Written as a select, not max(), so a NaN stays NaN as Relu's definition keeps it.
+                if *v < T::ZERO {
+                    *v = T::ZERO;
+                }
+            }
+        }
+    }
 }
 
 /// A 1×1 convolution with unit strides and no padding: output pixels are input pixels.

@@ -25,6 +25,9 @@ pub struct Conv2d {
     pub groups: usize,
     pub h: Axis,
     pub w: Axis,
+    /// Apply Relu to each tile as soon as it is computed, while it is still in cache (the executor
+    /// fuses a Conv whose only reader is a Relu).
+    pub relu: bool,
 }
 
 impl Conv2d {
@@ -51,6 +54,7 @@ impl Conv2d {
             groups,
             h: axes[0],
             w: axes[1],
+            relu: false,
         })
     }
 
@@ -72,6 +76,11 @@ impl Conv2d {
 
 /// The Conv op.
 pub fn conv(cx: &Ctx) -> OpResult<Tensor> {
+    conv_act(cx, false)
+}
+
+/// The Conv op, followed by Relu when `relu` (one pass over each output tile).
+pub fn conv_act(cx: &Ctx, relu: bool) -> OpResult<Tensor> {
     let (x, w, b) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
     let rank = x.shape.len();
     if rank < 3 || w.shape.len() != rank {
@@ -123,6 +132,7 @@ pub fn conv(cx: &Ctx) -> OpResult<Tensor> {
         let g = Conv2d::new(dims(&x.shape), dims(&w.shape), groups, &window)?;
         (g, g.output_shape().to_vec())
     };
+    let geom = Conv2d { relu, ..geom };
     numel(&out_shape)?;
     if let Some(b) = b {
         if b.shape != [geom.out_channels] {
