@@ -15,18 +15,6 @@ use std::path::Path;
 /// The bound the executor issue sets for float32 against onnxruntime.
 const REL_L2: f64 = 1e-5;
 
-fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.shape, want.shape);
-    let (g, w) = (got.as_f32s(), want.as_f32s());
-    let num: f64 = g
-        .iter()
-        .zip(&w)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
 fn run_case(model: &onnx::Model, dir: &Path, options: ExecOptions) -> HashMap<String, Tensor> {
     let exec = Executor::new(model, options).unwrap();
     let input = ocrnet_edge::npy::read(&dir.join("input.npy")).unwrap();

@@ -95,6 +95,19 @@ pub fn tiny_model(weight_len: usize) -> ModelProto {
     }
 }
 
+/// Relative L2 error of `got` against `want` (same shape), in f64.
+pub fn rel_l2(got: &ocrnet_edge::tensor::Tensor, want: &ocrnet_edge::tensor::Tensor) -> f64 {
+    assert_eq!(got.shape, want.shape);
+    let (g, w) = (got.as_f32s(), want.as_f32s());
+    let num: f64 = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = w.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
 pub fn write_proto(dir: &std::path::Path, name: &str, model: &ModelProto) -> PathBuf {
     use prost::Message;
     let path = dir.join(name);
