@@ -82,8 +82,9 @@ pub type OpProfile = Vec<(String, f64, usize)>;
 #[derive(Debug)]
 struct Step {
     node: usize,
-    /// Run as Conv + Relu in one pass (the Relu node's step is gone from the fused plan).
-    conv_relu: bool,
+    /// The Relu node this step's only reader was, fused into it: Conv applies it per tile, Add in the same
+    /// in-place pass or right after (the Relu's own step is gone from the fused plan).
+    relu: Option<usize>,
     inputs: Vec<Option<usize>>,
     outputs: Vec<Option<usize>>,
     /// Slots whose last reader is this step: freed after it runs.
@@ -166,7 +167,7 @@ impl Executor {
                 .collect();
             steps.push(Step {
                 node: i,
-                conv_relu: false,
+                relu: None,
                 inputs,
                 outputs,
                 frees: Vec::new(),
@@ -232,6 +233,25 @@ impl Executor {
             }
         }
         steps
+    }
+
+    /// Applies a fused Relu node to a step's single output: in place for float32, through the kernel
+    /// otherwise.
+    fn apply_relu(&self, relu: usize, mut outs: Vec<Tensor>) -> Result<Vec<Tensor>, ExecError> {
+        let node = &self.graph.nodes[relu];
+        match outs.as_mut_slice() {
+            [Tensor {
+                data: Data::F32(v), ..
+            }] => {
+                ops::relu_in_place(v);
+                Ok(outs)
+            }
+            [t] => ops::eval(node, &[Some(&*t)], self.opset).map_err(|e| node_error(node, e)),
+            _ => Err(node_error(
+                node,
+                OpError::invalid("a fused Relu needs exactly one input"),
+            )),
+        }
     }
 
     /// Names of the graph inputs a run needs.
@@ -328,26 +348,24 @@ impl Executor {
                         .iter()
                         .map(|s| s.and_then(|s| values[s].as_deref()))
                         .collect();
-                    let result = if step.conv_relu {
+                    let conv_relu = step.relu.is_some() && node.op_type() == "Conv";
+                    let result = if conv_relu {
                         ops::eval_conv_relu(node, &args, self.opset)
                     } else {
                         ops::eval(node, &args, self.opset)
                     };
-                    result.map_err(|e| ExecError::Node {
-                        node: node_label(node),
-                        op: node.op_type().to_string(),
-                        reason: match e {
-                            OpError::Unsupported(m) => format!("unsupported: {m}"),
-                            OpError::Invalid(m) => m,
-                        },
-                    })?
+                    let mut outs = result.map_err(|e| node_error(node, e))?;
+                    if let (Some(r), false) = (step.relu, conv_relu) {
+                        outs = self.apply_relu(r, outs)?;
+                    }
+                    outs
                 }
             };
             if let Some(t0) = started {
-                let op = if step.conv_relu {
-                    "Conv+Relu"
-                } else {
-                    node.op_type()
+                let op = match (step.relu, node.op_type()) {
+                    (Some(_), "Conv") => "Conv+Relu",
+                    (Some(_), "Add") => "Add+Relu",
+                    (_, op) => op,
                 };
                 let e = per_op.entry(op).or_default();
                 e.0 += t0.elapsed().as_secs_f64();
@@ -458,7 +476,8 @@ fn in_place(
     values: &mut [Option<Arc<Tensor>>],
     keep: &HashSet<usize>,
 ) -> Option<(Tensor, usize)> {
-    if !matches!(node.domain(), "" | "ai.onnx") || step.conv_relu || step.outputs.len() != 1 {
+    let conv_relu = step.relu.is_some() && node.op_type() == "Conv";
+    if !matches!(node.domain(), "" | "ai.onnx") || conv_relu || step.outputs.len() != 1 {
         return None;
     }
     step.outputs[0]?;
@@ -505,7 +524,7 @@ fn in_place(
             if let (Data::F32(acc), Some(Data::F32(y))) =
                 (&mut t.data, values[other].as_deref().map(|t| &t.data))
             {
-                ops::add_in_place(acc, y);
+                ops::add_in_place(acc, y, step.relu.is_some());
             }
             Some((t, bytes))
         }
@@ -533,6 +552,17 @@ fn in_place(
     }
 }
 
+fn node_error(node: &crate::onnx::proto::NodeProto, e: OpError) -> ExecError {
+    ExecError::Node {
+        node: node_label(node),
+        op: node.op_type().to_string(),
+        reason: match e {
+            OpError::Unsupported(m) => format!("unsupported: {m}"),
+            OpError::Invalid(m) => m,
+        },
+    }
+}
+
 fn qualified_op(n: &crate::onnx::proto::NodeProto) -> String {
     match n.domain() {
         "" | "ai.onnx" => n.op_type().to_string(),
@@ -540,8 +570,8 @@ fn qualified_op(n: &crate::onnx::proto::NodeProto) -> String {
     }
 }
 
-/// The fused plan: each Conv whose output is read by exactly one node, a Relu, and is not a graph output,
-/// becomes one Conv+Relu step writing the Relu's output. Returns the plan and the Conv outputs it skips.
+/// The fused plan: each Conv or Add whose output is read by exactly one node, a Relu, and is not a graph
+/// output, becomes one step writing the Relu's output. Returns the plan and the values it skips.
 fn fuse_conv_relu(
     graph: &Graph,
     steps: &[Step],
@@ -557,7 +587,7 @@ fn fuse_conv_relu(
     let op = |i: usize| graph.nodes[steps[i].node].op_type();
     let mut fused_into: HashMap<usize, usize> = HashMap::new(); // conv step -> relu step
     for (i, step) in steps.iter().enumerate() {
-        if op(i) != "Conv" || !default_domain(i) || step.outputs.len() != 1 {
+        if !matches!(op(i), "Conv" | "Add") || !default_domain(i) || step.outputs.len() != 1 {
             continue;
         }
         let Some(out) = step.outputs[0] else { continue };
@@ -579,14 +609,14 @@ fn fuse_conv_relu(
         }
         let mut s = Step {
             node: step.node,
-            conv_relu: false,
+            relu: None,
             inputs: step.inputs.clone(),
             outputs: step.outputs.clone(),
             frees: Vec::new(),
         };
         if let Some(&r) = fused_into.get(&i) {
             away.extend(step.outputs.iter().flatten());
-            s.conv_relu = true;
+            s.relu = Some(steps[r].node);
             s.outputs = steps[r].outputs.clone();
         }
         plan.push(s);

@@ -137,13 +137,15 @@ pub fn relu_in_place(v: &mut [f32]) {
     });
 }
 
-/// `acc += y` elementwise, in place; the slices have the same length.
-pub fn add_in_place(acc: &mut [f32], y: &[f32]) {
+/// `acc += y` elementwise, in place, then Relu when `relu` (one pass either way); the slices have the
+/// same length.
+pub fn add_in_place(acc: &mut [f32], y: &[f32], relu: bool) {
     assert_eq!(acc.len(), y.len(), "add_in_place: lengths differ");
     par::chunks_mut(acc, par::CHUNK, |start, c| {
         let n = c.len();
         for (a, &b) in c.iter_mut().zip(&y[start..start + n]) {
-            *a += b;
+            let v = *a + b;
+            *a = if relu && v < 0.0 { 0.0 } else { v };
         }
     });
 }
