@@ -192,7 +192,7 @@ impl Executor {
             .build()
             .map_err(|e| ExecError::Threads(e.to_string()))?;
         let outputs: HashSet<usize> = graph_outputs.iter().map(|(_, s)| *s).collect();
-        let (fused, fused_away) = fuse_conv_relu(&graph, &steps, &outputs);
+        let (fused, fused_away) = fuse_relu(&graph, &steps, &outputs);
         let mut exec = Executor {
             graph,
             opset,
@@ -572,7 +572,7 @@ fn qualified_op(n: &crate::onnx::proto::NodeProto) -> String {
 
 /// The fused plan: each Conv or Add whose output is read by exactly one node, a Relu, and is not a graph
 /// output, becomes one step writing the Relu's output. Returns the plan and the values it skips.
-fn fuse_conv_relu(
+fn fuse_relu(
     graph: &Graph,
     steps: &[Step],
     outputs: &HashSet<usize>,

@@ -1,7 +1,8 @@
 //! Saving: atomic (temporary file in the target's folder, fsync, rename, fsync the folder) and without
-//! copying tensor bytes in user space. The protobuf framing is encoded into one small buffer while every
-//! large `raw_data` is handed to `writev` as it sits (usually a page of the input's memory map), and an
-//! unchanged external-data file is linked or copied in the kernel, never rewritten.
+//! copying tensor bytes in user space. The protobuf framing is encoded into one small buffer and written
+//! with `writev`; every large `raw_data` that is a view into a loaded file is copied file-to-file with
+//! `copy_file_range` (other tensor bytes go to `writev` as they sit), and an unchanged external-data file is
+//! linked or copied in the kernel, never rewritten. `durable: false` skips the fsyncs, not the rename.
 
 use super::external::MappedFile;
 use super::proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto, TensorProto};
