@@ -28,6 +28,8 @@ fn ocr_cpp() {
         "src/ocr/ffi.rs",
         "cpp/ocr/ocr_params.h",
         "cpp/ocr/ocr_params.cpp",
+        "cpp/ocr/ocr_reference.h",
+        "cpp/ocr/ocr_reference.cpp",
         "cpp/ocr/bridge.h",
         "cpp/ocr/bridge.cpp",
     ] {
@@ -35,8 +37,11 @@ fn ocr_cpp() {
     }
     cxx_build::bridge("src/ocr/ffi.rs")
         .file("cpp/ocr/ocr_params.cpp")
+        .file("cpp/ocr/ocr_reference.cpp")
         .file("cpp/ocr/bridge.cpp")
         .std("c++17")
+        // The reference is on the executor's path for fused graphs: optimise it even in debug builds.
+        .opt_level(3)
         .flag_if_supported("-Wall")
         .flag_if_supported("-Wextra")
         .compile("ocrnet_ocr");

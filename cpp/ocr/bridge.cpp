@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ocrnet-edge/cpp/ocr/ocr_params.h"
+#include "ocrnet-edge/cpp/ocr/ocr_reference.h"
 #include "ocrnet-edge/src/ocr/ffi.rs.h"
 
 namespace ocrnet {
@@ -16,6 +17,28 @@ std::string dimsText(const OcrDims& d) {
 
 void require(bool ok, const std::string& msg) {
     if (!ok) throw std::invalid_argument(msg);
+}
+
+GatherParams params(const GatherSizes& s) {
+    GatherParams p;
+    p.n = s.n;
+    p.k = s.k;
+    p.c = s.c;
+    p.h = s.h;
+    p.w = s.w;
+    p.scale = s.scale;
+    return p;
+}
+
+AttentionParams params(const AttentionSizes& s) {
+    AttentionParams p;
+    p.n = s.n;
+    p.ck = s.ck;
+    p.k = s.k;
+    p.h = s.h;
+    p.w = s.w;
+    p.scale = s.scale;
+    return p;
 }
 
 }  // namespace
@@ -53,6 +76,20 @@ std::array<int64_t, 4> attention_output_dims(const OcrDims& query, const OcrDims
     const std::string msg = validate(p);
     require(msg.empty(), msg);
     return {p.n, p.ck, p.h, p.w};
+}
+
+void gather_weights(const GatherSizes& s, const float* probs, float* weights, int64_t row0, int64_t row1) {
+    gatherWeights(params(s), probs, weights, row0, row1);
+}
+
+void gather_context(const GatherSizes& s, const float* weights, const float* feats, float* out, int64_t row0,
+                    int64_t row1) {
+    gatherContext(params(s), weights, feats, out, row0, row1);
+}
+
+void attention_pixels(const AttentionSizes& s, const float* query, const float* key, const float* value,
+                      float* out, int64_t pix0, int64_t pix1) {
+    attentionPixels(params(s), query, key, value, out, pix0, pix1);
 }
 
 }  // namespace ocrnet
