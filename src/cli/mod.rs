@@ -59,6 +59,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Simplify, then fuse the OCR gather and attention subgraphs into TensorRT plugin nodes; reports what it
+    /// fused (node names in, node out) and each near miss with the check that failed.
+    Fuse {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Pin a dynamic input, e.g. `input=1,3,512,1024` (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+        input_shapes: Vec<String>,
+        #[command(flatten)]
+        external: ExternalArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Load and save a model unchanged (re-encode, move tensors in or out of external data).
     Convert {
         model: PathBuf,
@@ -192,6 +206,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             external,
             json,
         } => model_cmds::simplify(&model, &output, &input_shapes, &external, json),
+        Command::Fuse {
+            model,
+            output,
+            input_shapes,
+            external,
+            json,
+        } => model_cmds::fuse(&model, &output, &input_shapes, &external, json),
         Command::Convert {
             model,
             output,

@@ -63,6 +63,48 @@ pub fn simplify(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn fuse(
+    path: &Path,
+    output: &Path,
+    shapes: &[String],
+    external: &ExternalArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let opts = SimplifyOptions {
+        input_shapes: parse_input_shapes(shapes)?,
+        write_value_info: false,
+    };
+    let mut model = load(path)?;
+    let simplified = passes::simplify(&mut model, &opts)
+        .with_context(|| format!("simplifying {}", path.display()))?;
+    let fused = passes::ocr::fuse(&mut model)
+        .with_context(|| format!("fusing the OCR subgraphs of {}", path.display()))?;
+    let validation = passes::ocr::validate::validate(&model)
+        .with_context(|| format!("validating the fused graph of {}", path.display()))?;
+    save(&model, output, external)?;
+    if json {
+        let report = serde_json::json!({
+            "model": path,
+            "output": output,
+            "simplify": simplified,
+            "fuse": fused,
+            "validation": validation,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", passes::ocr::describe(&fused));
+    println!(
+        "{}: {} → {} → {} nodes (simplify, fuse); wrote {}",
+        path.display(),
+        simplified.nodes_before,
+        fused.nodes_before,
+        fused.nodes_after,
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn convert(path: &Path, output: &Path, external: &ExternalArgs) -> anyhow::Result<ExitCode> {
     let model = load(path)?;
     save(&model, output, external)?;

@@ -118,8 +118,14 @@ impl Executor {
         let unsupported: Vec<String> = graph
             .nodes
             .iter()
-            .filter(|n| !matches!(n.domain(), "" | "ai.onnx") || !ops::supports(n.op_type()))
-            .map(|n| format!("node '{}' ({})", node_label(n), qualified_op(n)))
+            .filter_map(|n| {
+                let why = ops::check_node(n).err()?;
+                Some(format!(
+                    "node '{}' ({}): {why}",
+                    node_label(n),
+                    qualified_op(n)
+                ))
+            })
             .collect();
         if !unsupported.is_empty() {
             return Err(ExecError::Unsupported(unsupported));

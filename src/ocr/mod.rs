@@ -3,9 +3,11 @@
 //! the TensorRT plugins; this module reaches them through cxx so that both sides can never disagree.
 
 mod ffi;
+mod node;
 
 pub use ffi::bridge::OcrDims;
 use ffi::bridge::{AttentionSizes, GatherSizes};
+pub use node::{Field, OcrKind, OcrNode, FIELDS};
 use rayon::prelude::*;
 
 /// The ONNX domain of the fused nodes. TensorRT's parser ignores it (it looks plugins up by op type), but a

@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod fold;
+pub mod ocr;
 pub mod pin;
 
 use crate::onnx::{self, Graph, Model};

@@ -352,7 +352,7 @@ fn infer_node(
     inf: &mut Inference,
 ) -> Result<(), Error> {
     let default_domain = matches!(node.domain(), "" | "ai.onnx");
-    let outs = if default_domain {
+    let outs = if default_domain || node.domain() == crate::ocr::DOMAIN {
         rules::infer(node, opset, inf).map_err(|reason| Error::node(node, reason))?
     } else {
         Vec::new()

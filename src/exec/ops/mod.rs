@@ -17,6 +17,7 @@ mod fastpath;
 mod float;
 mod matmul;
 mod norm;
+mod ocr;
 mod par;
 mod pool;
 mod quant;
@@ -147,19 +148,32 @@ pub fn supports(op_type: &str) -> bool {
     SUPPORTED.contains(&op_type)
 }
 
+/// Whether [`eval`] implements this node's op in its domain (the default domain's [`SUPPORTED`] ops, and
+/// the fused OCR ops of domain `ocrnet`); `Err` says why not.
+pub fn check_node(node: &NodeProto) -> Result<(), String> {
+    match node.domain() {
+        "" | "ai.onnx" if supports(node.op_type()) => Ok(()),
+        "" | "ai.onnx" => Err("no kernel for this op".into()),
+        crate::ocr::DOMAIN => crate::ocr::OcrNode::parse(node).map(|_| ()),
+        d => Err(format!("no kernels for domain '{d}'")),
+    }
+}
+
 /// Evaluates one node. `inputs` follows `node.input`: `None` where an optional input is absent (an
 /// empty name). `opset` is the model's default-domain opset version, which picks the op's
 /// semantics.
 pub fn eval(node: &NodeProto, inputs: &[Option<&Tensor>], opset: i64) -> OpResult<Vec<Tensor>> {
-    if !matches!(node.domain(), "" | "ai.onnx") {
-        return Err(OpError::unsupported(format!("domain '{}'", node.domain())));
-    }
     let cx = Ctx {
         node,
         inputs,
         opset,
     };
     let one = |t: OpResult<Tensor>| t.map(|t| vec![t]);
+    match node.domain() {
+        "" | "ai.onnx" => {}
+        crate::ocr::DOMAIN => return one(ocr::eval(&cx)),
+        d => return Err(OpError::unsupported(format!("domain '{d}'"))),
+    }
     match node.op_type() {
         "Shape" => one(shape::shape(&cx)),
         "Size" => one(shape::size(&cx)),

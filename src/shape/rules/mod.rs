@@ -6,6 +6,7 @@
 mod array;
 mod elementwise;
 mod nn;
+mod ocr;
 mod resize;
 
 use super::{Dim, Inference, ValueType};
@@ -53,10 +54,14 @@ pub(crate) type RuleResult = Result<Vec<Out>, String>;
 pub(crate) const INT64: i32 = DataType::Int64 as i32;
 pub(crate) const BOOL: i32 = DataType::Bool as i32;
 pub(crate) const FLOAT: i32 = DataType::Float as i32;
+pub(crate) const FLOAT16: i32 = DataType::Float16 as i32;
 
 /// Runs the rule for `node`'s op.
 pub(crate) fn infer(node: &NodeProto, opset: i64, inf: &Inference) -> RuleResult {
     let cx = NodeCx { node, opset, inf };
+    if node.domain() == crate::ocr::DOMAIN {
+        return ocr::rule(&cx);
+    }
     let op = node.op_type();
     if let Some(r) = elementwise::rule(&cx, op) {
         return r;
