@@ -74,3 +74,29 @@ impl Summary {
         }
     }
 }
+
+/// Reads `path` once so every contender starts from a warm page cache; returns its size. Streamed through
+/// a small buffer: children inherit this process's peak RSS at exec (ru_maxrss), so it must stay small.
+pub fn warm_page_cache(path: &std::path::Path) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut std::io::sink())
+}
+
+/// Measures `runs` fresh children made by `make`. Each writes `out`, which is removed after it is measured,
+/// and the disk is synced before the next run: otherwise each contender would pay for freeing and writing
+/// back its predecessor's output.
+pub fn repeat(
+    runs: usize,
+    out: &std::path::Path,
+    make: &dyn Fn() -> Command,
+) -> std::io::Result<Vec<Run>> {
+    (0..runs)
+        .map(|_| {
+            let run = measure(&mut make());
+            let _ = std::fs::remove_file(out);
+            // SAFETY: sync(2) takes no arguments and cannot fail.
+            unsafe { libc::sync() };
+            run
+        })
+        .collect()
+}

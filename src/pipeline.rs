@@ -1,5 +1,5 @@
-//! The `compile` pipeline: recipe → load → simplify → save → manifest. Today it stops after simplification;
-//! each later stage (fusion, calibration, precision lowering, engines) joins here as it lands.
+//! The `compile` pipeline: recipe → load → simplify → fuse OCR → verify → save → manifest. Each later stage
+//! (calibration, precision lowering, engines) joins here as it lands.
 
 use crate::manifest::{FileEntry, Manifest};
 use crate::onnx::{self, SaveOptions};
@@ -10,8 +10,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The simplified model's file name in the output folder.
+/// The simplified model's file name in the output folder: standard ONNX, runnable by onnxruntime.
 pub const SIMPLIFIED_MODEL: &str = "model.simplified.onnx";
+/// The fused model's file name: the FP32 graph for TensorRT, with the OCR plugin nodes.
+pub const FUSED_MODEL: &str = "model.fused.onnx";
+/// The largest relative L2 change a fusion may make to any output before `compile` refuses it.
+pub const FUSION_REL_L2: f64 = 1e-5;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +42,18 @@ pub enum PipelineError {
         name: String,
         available: String,
     },
+    #[error("{what}: {source}")]
+    Exec {
+        what: String,
+        #[source]
+        source: crate::exec::ExecError,
+    },
+    #[error("verifying the OCR fusion: output '{output}' changed by relative L2 {rel_l2:.3e} (limit {limit:e}); the fused graph was not written. Set `verify: false` in the recipe to skip this check, or `fuse: false` to skip fusion")]
+    FusionChangedOutputs {
+        output: String,
+        rel_l2: f64,
+        limit: f64,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,6 +69,10 @@ pub struct CompileReport {
     pub manifest: PathBuf,
     pub artifacts: Vec<String>,
     pub simplify: passes::SimplifyReport,
+    /// `None` when the recipe turns fusion off.
+    pub fuse: Option<passes::ocr::FuseReport>,
+    /// The fused graph against the unfused one on a probe input (`None` when not run).
+    pub verify: Option<crate::exec::verify::Agreement>,
 }
 
 /// Observes pipeline progress (the CLI shows a spinner; tests pass a no-op).
@@ -135,22 +155,34 @@ pub fn compile(
     })?;
     manifest.step("simplify", t.elapsed().as_secs_f64(), &simplify);
 
+    let (fused, fuse, verify) = if recipe.file.fuse {
+        let (fused, fuse, verify) = fuse_and_verify(recipe, &model, progress, &mut manifest)?;
+        (Some(fused), Some(fuse), verify)
+    } else {
+        (None, None, None)
+    };
+
     progress.stage("writing artifacts");
-    let model_path = out_dir.join(SIMPLIFIED_MODEL);
-    let saved = onnx::save(&model, &model_path, &SaveOptions::default()).map_err(|source| {
-        PipelineError::Step {
-            what: "saving the simplified model".into(),
-            source,
+    let mut artifacts = Vec::new();
+    let mut models = vec![(SIMPLIFIED_MODEL, &model, "the simplified model")];
+    if let Some(f) = &fused {
+        models.push((FUSED_MODEL, f, "the fused model"));
+    }
+    for (name, m, what) in models {
+        let saved =
+            onnx::save(m, &out_dir.join(name), &SaveOptions::default()).map_err(|source| {
+                PipelineError::Step {
+                    what: format!("saving {what}"),
+                    source,
+                }
+            })?;
+        artifacts.push(name.to_string());
+        for f in saved.data_files.iter().chain(&saved.reused_data_files) {
+            if !artifacts.contains(f) {
+                artifacts.push(f.clone());
+            }
         }
-    })?;
-    let mut artifacts = vec![SIMPLIFIED_MODEL.to_string()];
-    artifacts.extend(
-        saved
-            .data_files
-            .iter()
-            .chain(&saved.reused_data_files)
-            .cloned(),
-    );
+    }
     for name in &artifacts {
         let path = out_dir.join(name);
         manifest
@@ -163,7 +195,81 @@ pub fn compile(
         manifest: manifest_path,
         artifacts,
         simplify,
+        fuse,
+        verify,
     })
+}
+
+/// Fuses the OCR subgraphs of a copy of `model`, validates the result, and (unless the recipe says not to)
+/// proves on a probe input at the recipe's `opt` shape that the outputs did not change.
+fn fuse_and_verify(
+    recipe: &Recipe,
+    model: &onnx::Model,
+    progress: &dyn Progress,
+    manifest: &mut Manifest,
+) -> Result<
+    (
+        onnx::Model,
+        passes::ocr::FuseReport,
+        Option<crate::exec::verify::Agreement>,
+    ),
+    PipelineError,
+> {
+    progress.stage("fusing OCR subgraphs");
+    let t = Instant::now();
+    let mut fused = model.clone();
+    let step = |what: &str| {
+        let what = what.to_string();
+        move |source| PipelineError::Step { what, source }
+    };
+    let report = passes::ocr::fuse(&mut fused).map_err(step("fusing the OCR subgraphs"))?;
+    for m in &report.near_misses {
+        log::warn!(
+            "OCR fusion near miss: {} at '{}': {}",
+            m.rule,
+            m.anchor,
+            m.reason
+        );
+    }
+    let validation =
+        passes::ocr::validate::validate(&fused).map_err(step("validating the fused graph"))?;
+    manifest.step(
+        "fuse",
+        t.elapsed().as_secs_f64(),
+        serde_json::json!({ "report": &report, "validation": validation }),
+    );
+    if !recipe.file.verify || report.fused.is_empty() {
+        return Ok((fused, report, None));
+    }
+    progress.stage("verifying the fusion on the CPU");
+    let t = Instant::now();
+    let shape: Vec<usize> = recipe.shapes.opt.iter().map(|&d| d as usize).collect();
+    let input = crate::exec::verify::probe_input(&shape, 7);
+    let agreement = crate::exec::verify::compare(
+        model,
+        &fused,
+        &recipe.input_name,
+        &input,
+        Default::default(),
+    )
+    .map_err(|source| PipelineError::Exec {
+        what: "running the unfused and fused graphs".into(),
+        source,
+    })?;
+    manifest.step("verify", t.elapsed().as_secs_f64(), &agreement);
+    if let Some(bad) = agreement
+        .outputs
+        .iter()
+        // NaN counts as a failure too.
+        .find(|o| o.rel_l2.is_nan() || o.rel_l2 > FUSION_REL_L2)
+    {
+        return Err(PipelineError::FusionChangedOutputs {
+            output: bad.name.clone(),
+            rel_l2: bad.rel_l2,
+            limit: FUSION_REL_L2,
+        });
+    }
+    Ok((fused, report, Some(agreement)))
 }
 
 /// The external data files a model reads, each once.

@@ -54,6 +54,13 @@ pub struct RecipeFile {
     pub precisions: Vec<Precision>,
     #[serde(default)]
     pub calibration: Option<CalibrationSpec>,
+    /// Fuse the OCR gather and attention subgraphs into TensorRT plugin nodes (default true).
+    #[serde(default = "yes")]
+    pub fuse: bool,
+    /// Run the unfused and fused graphs on one probe input and refuse a fusion that changes the outputs
+    /// by more than relative L2 1e-5 (default true; costs two CPU forward passes).
+    #[serde(default = "yes")]
+    pub verify: bool,
     /// Where artifacts go, relative to the recipe's folder unless `--out` overrides it.
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
@@ -85,6 +92,9 @@ pub struct CalibrationSpec {
     pub images: u32,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_classes() -> u32 {
     19
 }

@@ -90,14 +90,70 @@ fn compile_default_recipe_writes_model_and_manifest() {
         output["blake3"].as_str().unwrap(),
         ocrnet_edge::fsutil::hash_file(&simplified).unwrap().1
     );
-    // The artifact is a loadable model, and nothing half-written was left behind.
+    // The artifacts are loadable models, and nothing half-written was left behind. Fusion ran by default,
+    // was verified on the CPU, and is recorded in the manifest.
     ocrnet_edge::onnx::load(&simplified).unwrap();
+    let fused = ocrnet_edge::onnx::load(&dir.path().join("model.fused.onnx")).unwrap();
+    assert_eq!(
+        ocrnet_edge::passes::ocr::validate::validate(&fused)
+            .unwrap()
+            .plugin_nodes,
+        2
+    );
+    assert_eq!(report["fuse"]["fused"].as_array().unwrap().len(), 2);
+    assert!(report["verify"]["outputs"][0]["rel_l2"].as_f64().unwrap() <= 1e-5);
+    let steps: Vec<&str> = manifest["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"fuse") && steps.contains(&"verify"),
+        "{steps:?}"
+    );
     let stray: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn fuse_reports_what_it_fused_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("fused.onnx");
+    let model = fixture("legacy_dynamic_opset17");
+    let out = ocrnet(&[
+        "fuse",
+        model.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fused = report["fuse"]["fused"].as_array().unwrap();
+    let ops: Vec<&str> = fused.iter().map(|f| f["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["OcrSpatialGather", "OcrObjectAttention"]);
+    assert_eq!(fused[1]["scale"].as_f64(), Some(0.25));
+    assert!(fused[1]["replaced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "/ocr_distri_head/object_context_block/Softmax"));
+    assert_eq!(report["validation"]["plugin_nodes"], 2);
+    assert!(out_path.exists());
+
+    // Not a model: exit 1, the message names the file, nothing written.
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let out2 = dir.path().join("never.onnx");
+    let out = ocrnet(&["fuse", bad.to_str().unwrap(), "-o", out2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.onnx"), "{}", stderr(&out));
+    assert!(!out2.exists());
 }
 
 #[test]

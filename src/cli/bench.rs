@@ -2,7 +2,7 @@
 //! each a child process measured alike (wall time, peak RSS), the page cache warmed first.
 
 use anyhow::Context;
-use ocrnet_edge::bench::{measure, Run, Summary};
+use ocrnet_edge::bench::{Run, Summary};
 use ocrnet_edge::onnx::stats::human_bytes;
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -15,28 +15,14 @@ pub fn io(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Result
     let file_bytes = std::fs::metadata(model)
         .with_context(|| format!("reading {}", model.display()))?
         .len();
-    // Read the file once so every contender starts from a warm page cache. Streamed through a small buffer:
-    // children inherit this process's peak RSS at exec (ru_maxrss), so it must stay small.
-    let mut file =
-        std::fs::File::open(model).with_context(|| format!("reading {}", model.display()))?;
-    std::io::copy(&mut file, &mut std::io::sink())
+    ocrnet_edge::bench::warm_page_cache(model)
         .with_context(|| format!("reading {}", model.display()))?;
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let out = scratch.path().join("out.onnx");
     let exe = std::env::current_exe().context("locating ocrnet-edge")?;
 
-    // Each run writes a fresh file, removed after it is measured, and the disk is synced before the next
-    // run: otherwise each contender would pay for freeing and writing back its predecessor's output.
     let repeat = |make: &dyn Fn() -> Command| -> anyhow::Result<Vec<Run>> {
-        (0..runs)
-            .map(|_| {
-                let run = measure(&mut make()).map_err(anyhow::Error::from);
-                let _ = std::fs::remove_file(&out);
-                // SAFETY: sync(2) takes no arguments and cannot fail.
-                unsafe { libc::sync() };
-                run
-            })
-            .collect()
+        Ok(ocrnet_edge::bench::repeat(runs, &out, make)?)
     };
     // Ours with and without waiting for the disk: Python's onnx.save never fsyncs, so the --no-fsync rows
     // are the like-for-like comparison; the default rows show what durability costs on this disk.

@@ -43,6 +43,17 @@ pub fn run(recipe: Option<&Path>, out: Option<&Path>, json: bool) -> anyhow::Res
             s.removed_identity,
             s.dead_removed
         );
+        if let Some(f) = &report.fuse {
+            print!("{}", ocrnet_edge::passes::ocr::describe(f));
+        }
+        if let Some(v) = &report.verify {
+            println!(
+                "verified the fusion on a probe input {:?}: worst output relative L2 {:.2e} (limit {:e})",
+                v.input_shape,
+                v.worst(),
+                pipeline::FUSION_REL_L2
+            );
+        }
         for a in &report.artifacts {
             println!("wrote {}", report.out_dir.join(a).display());
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_exec;
+mod bench_fuse;
 mod compile;
 mod model_cmds;
 mod run_cmd;
@@ -172,6 +173,17 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// `fuse` on MODEL (load + simplify + fuse + save) next to the same fusion with onnx-graphsurgeon.
+    Fuse {
+        model: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Python interpreter with `onnx` and `onnx_graphsurgeon`, for the peer measurement.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The daemon on a loopback port under N requests from C clients, next to direct backend calls.
     Serve {
         #[command(flatten)]
@@ -265,6 +277,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             python,
             json,
         }) => bench::io(&model, runs, &python, json),
+        Command::Bench(BenchCommand::Fuse {
+            model,
+            runs,
+            python,
+            json,
+        }) => bench_fuse::fuse(&model, runs, &python, json),
         Command::Serve { args } => serve::run(args),
         Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
     }

@@ -4,5 +4,6 @@
 pub mod engine;
 pub mod flops;
 pub mod ops;
+pub mod verify;
 
 pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, OpProfile, RunStats};

@@ -112,10 +112,12 @@ pub fn fuse(model: &mut Model) -> Result<FuseReport, onnx::Error> {
                 (attention::is_candidate, attention::match_at),
             ),
         ];
+        let mut candidate = false;
         for (rule, (is_candidate, match_at)) in rules {
             if !is_candidate(&view, id) {
                 continue;
             }
+            candidate = true;
             let found = match_at(&view, id).and_then(|m| {
                 if m.nodes.iter().any(|n| taken.contains(n)) {
                     Err("overlaps a subgraph another rule already fused".to_string())
@@ -133,6 +135,17 @@ pub fn fuse(model: &mut Model) -> Result<FuseReport, onnx::Error> {
                     anchor: node_label(node),
                     reason,
                 }),
+            }
+        }
+        // A Softmax whose map multiplies something but which neither rule recognised upstream still
+        // looks like an OCR head to a user; say why it was not taken.
+        if !candidate {
+            if let Some(reason) = unrecognised(&view, id) {
+                report.near_misses.push(NearMiss {
+                    rule: "ocr".into(),
+                    anchor: node_label(node),
+                    reason,
+                });
             }
         }
     }
@@ -189,6 +202,27 @@ type RuleFns = (
     fn(&View, NodeId) -> bool,
     fn(&View, NodeId) -> matcher::Check<Match>,
 );
+
+/// The reason a Softmax feeding a MatMul matched neither rule, or `None` when it does not feed one.
+fn unrecognised(view: &View, softmax: NodeId) -> Option<String> {
+    let node = view.node(softmax);
+    let feeds_matmul = view
+        .index
+        .consumers(&node.output[0])
+        .iter()
+        .any(|&c| view.node(c).op_type() == "MatMul");
+    if !feeds_matmul {
+        return None;
+    }
+    let from = match view.index.producer(&node.input[0]) {
+        Some(p) => format!("{} '{}'", view.node(p).op_type(), view.label(p)),
+        None => format!("'{}' (no node)", node.input[0]),
+    };
+    Some(format!(
+        "the softmax input comes from {from}; expected a Reshape (gather) or a MatMul (attention), \
+         with only Mul/Div by a scalar constant between"
+    ))
+}
 
 /// Adds one match's edit to the patch and describes it.
 fn apply(view: &View, m: &Match, patch: &mut Patch, names: &mut HashSet<String>) -> Fused {
