@@ -74,14 +74,21 @@ pub fn fuse(
         input_shapes: parse_input_shapes(shapes)?,
         write_value_info: false,
     };
+    let t = std::time::Instant::now();
+    let lap = |what: &str| log::info!("{what}: {:.3} s", t.elapsed().as_secs_f64());
     let mut model = load(path)?;
+    lap("loaded");
     let simplified = passes::simplify(&mut model, &opts)
         .with_context(|| format!("simplifying {}", path.display()))?;
+    lap("simplified");
     let fused = passes::ocr::fuse(&mut model)
         .with_context(|| format!("fusing the OCR subgraphs of {}", path.display()))?;
+    lap("fused");
     let validation = passes::ocr::validate::validate(&model)
         .with_context(|| format!("validating the fused graph of {}", path.display()))?;
+    lap("validated");
     save(&model, output, external)?;
+    lap("saved");
     if json {
         let report = serde_json::json!({
             "model": path,
