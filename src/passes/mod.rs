@@ -4,7 +4,9 @@
 
 pub mod cleanup;
 pub mod fold;
+pub mod fp16;
 pub mod pin;
+pub mod qdq;
 
 use crate::onnx::{self, Graph, Model};
 use crate::shape;
