@@ -197,15 +197,18 @@ fn plan(model: &Model, opts: &QdqOptions) -> Result<Plan, QdqError> {
                             && !idx.is_graph_output(v)
                     })
                 };
-                let keep = if fusable(a) {
+                let keep = if a == b {
+                    None
+                } else if fusable(a) {
                     Some(0)
                 } else if fusable(b) {
                     Some(1)
                 } else {
                     None
                 };
+                // x + x: both positions read the one shared pair (the memo in `run`).
                 for i in 0..2 {
-                    if Some(i) != keep && (i == 0 || a != b) {
+                    if Some(i) != keep {
                         p.inputs.push((id, i, Kind::Activation));
                     }
                 }
@@ -224,9 +227,8 @@ fn plan(model: &Model, opts: &QdqOptions) -> Result<Plan, QdqError> {
                 }
                 let mut group: Vec<String> = vec![out.clone()];
                 for (i, v) in n.input.iter().enumerate() {
-                    if !n.input[..i].contains(v) {
-                        p.inputs.push((id, i, Kind::Activation));
-                    }
+                    // A repeated input is rewired at every position, to the one shared pair.
+                    p.inputs.push((id, i, Kind::Activation));
                     group.push(v.clone());
                 }
                 p.groups.push(group);
