@@ -3,6 +3,7 @@
 //! `ocrnet-edge` binary is a thin command line over this library.
 
 pub mod bench;
+pub mod calib;
 pub mod data;
 pub mod exec;
 pub mod fsutil;

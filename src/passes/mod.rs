@@ -4,8 +4,10 @@
 
 pub mod cleanup;
 pub mod fold;
+pub mod fp16;
 pub mod ocr;
 pub mod pin;
+pub mod qdq;
 
 use crate::onnx::{self, Graph, Model};
 use crate::shape;

@@ -1,0 +1,251 @@
+//! From a histogram to an amax: NVIDIA's entropy (KL) calibration, a percentile, or the max; and the
+//! per-channel max of a weight tensor.
+
+use super::histogram::{Histogram, NUM_BINS};
+use crate::tensor::Tensor;
+
+/// Levels of an 8-bit quantized |x| (the sign takes the eighth bit).
+pub const LEVELS: usize = 128;
+
+/// The normalised Q used where Q is 0 but P is not (MXNet's smoothing epsilon).
+pub const Q_FLOOR: f64 = 1e-4;
+
+/// How to pick an activation's amax from its histogram.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Smallest KL divergence between the clipped distribution and its 128-level quantization
+    /// (TensorRT's EntropyCalibration2).
+    Entropy,
+    /// The given percentile of |x| (e.g. 99.99).
+    Percentile(f64),
+    /// The largest |x| seen.
+    Max,
+}
+
+impl Method {
+    /// The amax this method picks for `h`. A histogram that saw only zeros gives 0.
+    pub fn amax(&self, h: &Histogram) -> f32 {
+        if h.range == 0.0 {
+            return 0.0;
+        }
+        match *self {
+            Method::Entropy => entropy_amax(h),
+            Method::Percentile(p) => percentile_amax(h, p),
+            Method::Max => h.max,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Method::Entropy => write!(f, "entropy"),
+            Method::Percentile(p) => write!(f, "percentile({p})"),
+            Method::Max => write!(f, "max"),
+        }
+    }
+}
+
+/// NVIDIA's entropy calibration (Migacz, "8-bit Inference with TensorRT", GTC 2017). For each cut-off `i`
+/// from 128 bins up to 2048: P = the first `i` bins with every count beyond added to the last kept bin;
+/// Q = the first `i` bins merged into 128 levels (groups of `i / 128` bins, the last group taking the
+/// remainder), each level's mass spread evenly over the bins of its group that are non-zero. The `i`
+/// with the smallest KL(P || Q) wins, the largest such `i` on ties (ModelOpt's choice: the wider range
+/// when the clip costs nothing); amax is the edge of bin `i`, i.e. `i` bin widths, capped by the
+/// running max.
+///
+/// Q is built from the bins *before* the outliers are folded in, as the published algorithm, MXNet and
+/// ModelOpt do (ARCHITECTURE.md's one-line summary says "P merged"): merged from P itself, Q would equal
+/// P exactly at `i = 128` (one bin per level), KL would be 0 there and every tensor would be clipped to
+/// 128 bins. With the outliers only in P, a clip that moves a lot of mass costs divergence. Where Q is 0
+/// and P is not (outliers folded into a kept bin that was empty), Q counts as [`Q_FLOOR`] of the mass,
+/// as MXNet's implementation of the same algorithm smooths it: left infinite (ModelOpt), a sparse
+/// histogram (a few far outliers, empty bins between) could never be clipped at all.
+pub fn entropy_amax(h: &Histogram) -> f32 {
+    let counts: Vec<f64> = h.counts.iter().map(|&c| c as f64).collect();
+    let mut best = (f64::INFINITY, NUM_BINS);
+    let mut p = vec![0f64; NUM_BINS];
+    let mut q = vec![0f64; NUM_BINS];
+    // Suffix sums: the outliers beyond each cut-off in O(1).
+    let mut beyond = vec![0f64; NUM_BINS + 1];
+    for i in (0..NUM_BINS).rev() {
+        beyond[i] = beyond[i + 1] + counts[i];
+    }
+    for i in LEVELS..=NUM_BINS {
+        p[..i].copy_from_slice(&counts[..i]);
+        p[i - 1] += beyond[i];
+        let kl = kl_of_clip(&p[..i], &counts[..i], &mut q[..i]);
+        if kl <= best.0 {
+            best = (kl, i);
+        }
+    }
+    h.edge(best.1).min(h.max)
+}
+
+/// KL(P || Q) for one candidate: `p` is the clipped histogram (outliers in its last bin), `kept` the same
+/// bins without the outliers (what Q quantizes), `q` scratch of the same length. A Q of 0 under a P > 0
+/// counts as [`Q_FLOOR`].
+pub fn kl_of_clip(p: &[f64], kept: &[f64], q: &mut [f64]) -> f64 {
+    let i = p.len();
+    let group = i / LEVELS;
+    q.fill(0.0);
+    for level in 0..LEVELS {
+        let start = level * group;
+        let stop = if level == LEVELS - 1 {
+            i
+        } else {
+            start + group
+        };
+        let bins = &kept[start..stop];
+        let mass: f64 = bins.iter().sum();
+        let nonzero = bins.iter().filter(|&&c| c != 0.0).count();
+        if nonzero == 0 {
+            continue;
+        }
+        let each = mass / nonzero as f64;
+        for (qj, &kj) in q[start..stop].iter_mut().zip(bins) {
+            if kj != 0.0 {
+                *qj = each;
+            }
+        }
+    }
+    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+    if sp == 0.0 || sq == 0.0 {
+        return f64::INFINITY;
+    }
+    let mut kl = 0.0;
+    for (&pj, &qj) in p.iter().zip(q.iter()) {
+        if pj > 0.0 {
+            let (pn, qn) = (pj / sp, (qj / sq).max(Q_FLOOR));
+            kl += pn * (pn / qn).ln();
+        }
+    }
+    kl
+}
+
+/// The smallest bin edge below which at least `percentile` % of the values lie (the upper edge of the
+/// bin where the cumulative count reaches it), capped by the running max.
+pub fn percentile_amax(h: &Histogram, percentile: f64) -> f32 {
+    let total: u64 = h.counts.iter().sum();
+    let want = (percentile.clamp(0.0, 100.0) / 100.0) * total as f64;
+    let mut seen = 0u64;
+    for (i, &c) in h.counts.iter().enumerate() {
+        seen += c;
+        if seen as f64 >= want {
+            return h.edge(i + 1).min(h.max);
+        }
+    }
+    h.max
+}
+
+/// The largest |w| of each slice along `axis` (per-channel weight ranges). A rank-0 tensor or a
+/// non-float one gives `None`.
+pub fn per_channel_amax(w: &Tensor, axis: usize) -> Option<Vec<f32>> {
+    if axis >= w.shape.len() || !matches!(w.dtype() as i32, 1 | 10 | 11 | 16) {
+        return None;
+    }
+    let v = w.as_f32s();
+    let channels = w.shape[axis];
+    let inner: usize = w.shape[axis + 1..].iter().product();
+    let mut amax = vec![0f32; channels];
+    if inner == 0 {
+        return Some(amax);
+    }
+    for (k, run) in v.chunks(inner).enumerate() {
+        let c = k % channels;
+        amax[c] = amax[c].max(super::histogram::abs_max(run));
+    }
+    Some(amax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic N(0, 1) sample (Box-Muller over a fixed LCG).
+    fn gaussian(n: usize) -> Vec<f32> {
+        let mut s = 0x2545f4914f6cdd1du64;
+        let mut u = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let (a, b) = (u(), u());
+                ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn uniform_data_calibrates_near_its_max() {
+        let xs: Vec<f32> = (0..200_000)
+            .map(|i| (i as f32 / 200_000.0) * 6.0 - 3.0)
+            .collect();
+        let mut h = Histogram::new();
+        h.add(&xs);
+        let max = h.max;
+        for m in [Method::Entropy, Method::Percentile(99.99), Method::Max] {
+            let a = m.amax(&h);
+            assert!(a > 0.95 * max && a <= max, "{m}: {a} vs max {max}");
+        }
+    }
+
+    #[test]
+    fn outliers_are_clipped_by_entropy_and_percentile() {
+        let mut xs = gaussian(200_000);
+        xs.extend([1000.0, -800.0, 950.0]);
+        let mut h = Histogram::new();
+        h.add(&xs);
+        assert_eq!(Method::Max.amax(&h), 1000.0);
+        let e = Method::Entropy.amax(&h);
+        let p = Method::Percentile(99.99).amax(&h);
+        // 99.99 % of N(0,1) lies within 3.9. Bins are 1000/2048 wide, and entropy's smallest cut-off is
+        // 128 bins = 62.5: it clips to a small fraction of the outliers.
+        assert!(e < 150.0, "entropy amax {e}");
+        assert!(p < 6.0 && p > 3.0, "percentile amax {p}");
+    }
+
+    #[test]
+    fn kl_by_hand() {
+        // 256 bins, so 128 levels of 2 bins. Kept bins: 2 and 1 counts in bins 0 and 1, one in bin 255;
+        // P also folds 1 outlier into bin 255. Q: level 0 = bins {0, 1} holds 3 over two non-zero bins
+        // -> 1.5 each; level 127 = bins {254, 255} holds 1 over one non-zero bin. P sums to 5, Q to 4.
+        let mut kept = vec![0f64; 256];
+        kept[0] = 2.0;
+        kept[1] = 1.0;
+        kept[255] = 1.0;
+        let mut p = kept.clone();
+        p[255] += 1.0;
+        let mut q = vec![0f64; 256];
+        let kl = kl_of_clip(&p, &kept, &mut q);
+        let (p0, p1, p2, q0, q2) = (0.4f64, 0.2f64, 0.4f64, 0.375f64, 0.25f64);
+        let want = p0 * (p0 / q0).ln() + p1 * (p1 / q0).ln() + p2 * (p2 / q2).ln();
+        assert!((kl - want).abs() < 1e-12, "{kl} vs {want}");
+        assert_eq!((q[0], q[1], q[254], q[255]), (1.5, 1.5, 0.0, 1.0));
+        // A P that is already flat inside each group, with nothing clipped, costs nothing.
+        let flat = vec![1f64; 256];
+        assert_eq!(kl_of_clip(&flat, &flat, &mut q), 0.0);
+        // Outliers folded into an empty last bin: Q is 0 there and counts as Q_FLOOR.
+        let mut clipped = flat.clone();
+        let mut empty_last = flat.clone();
+        empty_last[255] = 0.0;
+        clipped[255] = 5.0;
+        let kl = kl_of_clip(&clipped, &empty_last, &mut q);
+        let (pl, ql) = (5.0 / 260.0, Q_FLOOR);
+        let rest = 255.0 / 260.0 * ((1.0f64 / 260.0) / (1.0 / 255.0)).ln();
+        assert!((kl - (pl * (pl / ql).ln() + rest)).abs() < 1e-12, "{kl}");
+    }
+
+    #[test]
+    fn per_channel_max_along_an_axis() {
+        let w = Tensor::vec_f32(vec![2, 3], vec![1., -5., 2., 0.5, 0.25, -0.75]).unwrap();
+        assert_eq!(per_channel_amax(&w, 0).unwrap(), vec![5., 0.75]);
+        assert_eq!(per_channel_amax(&w, 1).unwrap(), vec![1., 5., 2.]);
+        assert!(per_channel_amax(&w, 2).is_none());
+        assert!(per_channel_amax(&Tensor::vec_i64(vec![1]), 0).is_none());
+    }
+}

@@ -1,0 +1,273 @@
+//! Histograms of |x| for one tensor, accumulated batch after batch in fixed memory.
+//!
+//! A histogram has [`NUM_BINS`] bins of equal width covering `[0, range)`; `range` is set by the first
+//! batch with a non-zero value (its max |x|). When a later batch holds a larger |x|, the histogram is
+//! widened by the smallest integer factor `k` with `k * range >= max`: every `k` neighbouring bins merge
+//! into one (bin boundaries line up, so counts move exactly, nothing is split or interpolated) and the
+//! new batch is binned at the new width. ModelOpt's (and pytorch-quantization's) histogram calibrator keep
+//! the bin width instead and append bins, so their memory grows with the range; TensorRT's entropy
+//! calibration only ever looks at 2048 bins of the final range, which is what the merge keeps, in memory
+//! that does not depend on the number of images. The price is that the first batch decides the finest
+//! resolution; a range that grows a lot over the run ends coarser than a two-pass (max, then histogram)
+//! collection would give.
+//!
+//! Collection is two passes over the tensor, both split over rayon: a max of |x| (branch-free,
+//! vectorisable), then binning into a per-chunk local histogram (no atomics) that is summed at the end.
+//! Non-finite values are counted in the top bin (`f32::min` sends NaN there too); they never move the
+//! range.
+
+use rayon::prelude::*;
+
+/// Bins per histogram, as TensorRT's entropy calibration uses.
+pub const NUM_BINS: usize = 2048;
+
+/// Elements per rayon task: large enough that the 8 KiB local histogram of a task is amortised.
+const CHUNK: usize = 1 << 16;
+
+/// A histogram of |x| over `[0, range)`, with the running max of |x|.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    /// The upper edge of the last bin; 0 until a non-zero value has been seen.
+    pub range: f32,
+    /// The largest finite |x| seen.
+    pub max: f32,
+    /// Elements seen, NaN and inf included.
+    pub total: u64,
+    /// Times the histogram was widened (merged into a coarser one).
+    pub widenings: u32,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; NUM_BINS],
+            range: 0.0,
+            max: 0.0,
+            total: 0,
+            widenings: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Width of one bin (0 before the range is set).
+    pub fn bin_width(&self) -> f32 {
+        self.range / NUM_BINS as f32
+    }
+
+    /// Adds one batch of values.
+    pub fn add(&mut self, xs: &[f32]) {
+        if xs.is_empty() {
+            return;
+        }
+        let m = abs_max(xs);
+        self.max = self.max.max(m);
+        self.total += xs.len() as u64;
+        if self.range == 0.0 {
+            if m == 0.0 {
+                // All zeros so far: they belong in bin 0 whatever the range turns out to be.
+                self.counts[0] += xs.len() as u64;
+                return;
+            }
+            self.range = m;
+        } else if m > self.range {
+            self.widen(m);
+        }
+        let local = bin(xs, NUM_BINS as f32 / self.range);
+        for (c, l) in self.counts.iter_mut().zip(local) {
+            *c += l as u64;
+        }
+    }
+
+    /// Merges every `k` bins into one so that the range covers `m`.
+    fn widen(&mut self, m: f32) {
+        let mut k = (m / self.range).ceil() as usize;
+        // Rounding in the division could leave `k * range` a hair below `m`.
+        while (self.range as f64) * (k as f64) < m as f64 {
+            k += 1;
+        }
+        let mut merged = vec![0u64; NUM_BINS];
+        for (i, c) in self.counts.iter().enumerate() {
+            merged[i / k] += c;
+        }
+        self.counts = merged;
+        self.range = (self.range as f64 * k as f64) as f32;
+        self.widenings += 1;
+    }
+
+    /// Adds another histogram of the same tensor (e.g. collected on another thread).
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.total == 0 {
+            return;
+        }
+        if other.range > self.range {
+            if self.range == 0.0 {
+                let zeros = self.counts[0];
+                let total = self.total;
+                let max = self.max;
+                *self = other.clone();
+                self.counts[0] += zeros;
+                self.total += total;
+                self.max = self.max.max(max);
+                return;
+            }
+            self.widen(other.range);
+        }
+        // Each of the other's bins goes where its centre falls in ours.
+        let w = other.bin_width() as f64;
+        let inv = NUM_BINS as f64 / self.range.max(f32::MIN_POSITIVE) as f64;
+        for (i, &c) in other.counts.iter().enumerate() {
+            let centre = (i as f64 + 0.5) * w;
+            let j = ((centre * inv) as usize).min(NUM_BINS - 1);
+            self.counts[j] += c;
+        }
+        self.max = self.max.max(other.max);
+        self.total += other.total;
+    }
+
+    /// Upper edge of bin `i` (bin `i` covers `[i, i+1) * width`).
+    pub fn edge(&self, i: usize) -> f32 {
+        (i as f64 * self.range as f64 / NUM_BINS as f64) as f32
+    }
+}
+
+/// The largest finite |x|: inf and NaN count as 0 (a select, not a branch, so it vectorises).
+pub fn abs_max(xs: &[f32]) -> f32 {
+    let chunk_max = |c: &[f32]| {
+        c.iter().fold(0f32, |m, &x| {
+            let a = x.abs();
+            m.max(if a < f32::INFINITY { a } else { 0.0 })
+        })
+    };
+    if xs.len() <= CHUNK {
+        return chunk_max(xs);
+    }
+    xs.par_chunks(CHUNK).map(chunk_max).reduce(|| 0.0, f32::max)
+}
+
+/// Counts of `|x| * inv_width`, clamped into the bins, over parallel chunks.
+fn bin(xs: &[f32], inv_width: f32) -> Vec<u32> {
+    let top = (NUM_BINS - 1) as f32;
+    let one = |c: &[f32], h: &mut [u32]| {
+        for &x in c {
+            // `min` maps inf and NaN to the top bin, and `as usize` of the rest cannot overflow.
+            let i = (x.abs() * inv_width).min(top) as usize;
+            h[i] += 1;
+        }
+    };
+    if xs.len() <= CHUNK {
+        let mut h = vec![0u32; NUM_BINS];
+        one(xs, &mut h);
+        return h;
+    }
+    xs.par_chunks(CHUNK)
+        .fold(
+            || vec![0u32; NUM_BINS],
+            |mut h, c| {
+                one(c, &mut h);
+                h
+            },
+        )
+        .reduce(
+            || vec![0u32; NUM_BINS],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_batch_sets_the_range_and_the_max_lands_in_the_top_bin() {
+        let mut h = Histogram::new();
+        h.add(&[0.0, -1.0, 2.0, -4.0]);
+        assert_eq!(h.range, 4.0);
+        assert_eq!(h.max, 4.0);
+        assert_eq!(h.total, 4);
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(h.counts[512], 1); // 1.0 * 2048 / 4
+        assert_eq!(h.counts[1024], 1);
+        assert_eq!(h.counts[NUM_BINS - 1], 1);
+        assert_eq!(h.counts.iter().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_wider_batch_merges_bins_exactly() {
+        let mut h = Histogram::new();
+        // Range 2048, bin width 1: one value per bin, two in the top bin.
+        let mut xs: Vec<f32> = (0..2048).map(|i| i as f32 + 0.5).collect();
+        xs.push(2048.0);
+        h.add(&xs);
+        assert_eq!(h.range, 2048.0);
+        h.add(&[5120.0]); // 2.5 ranges: k = 3
+        assert_eq!(h.widenings, 1);
+        assert_eq!(h.range, 6144.0);
+        assert_eq!(h.counts.iter().sum::<u64>(), 2050);
+        // Old bins merged by three: 683 groups of 3 (the last one is two old bins holding 1 + 2).
+        assert!(h.counts[..683].iter().all(|&c| c == 3));
+        // 5120 / 3 = 1706.7 in the new bins.
+        assert_eq!(h.counts[1706], 1);
+        assert_eq!(h.counts[683..].iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn zeros_first_then_values_and_non_finite() {
+        let mut h = Histogram::new();
+        h.add(&[0.0; 10]);
+        assert_eq!((h.range, h.counts[0]), (0.0, 10));
+        h.add(&[1.0, f32::NAN, f32::INFINITY]);
+        assert_eq!(h.range, 1.0);
+        assert_eq!(h.max, 1.0);
+        assert_eq!(h.counts[0], 10);
+        assert_eq!(h.counts[NUM_BINS - 1], 3); // 1.0, NaN and inf
+
+        assert_eq!(h.total, 13);
+    }
+
+    #[test]
+    fn parallel_binning_equals_serial() {
+        let xs: Vec<f32> = (0..300_001u64)
+            .map(|i| ((i * 7919) % 10007) as f32 / 1000.0 - 5.0)
+            .collect();
+        let mut a = Histogram::new();
+        a.add(&xs);
+        let mut b = Histogram::new();
+        b.add(&xs[..1]);
+        for c in xs[1..].chunks(1000) {
+            b.add(c);
+        }
+        assert_eq!(a.total, b.total);
+        assert_eq!(a.max, b.max);
+        // Serial reference of the one-shot histogram.
+        let inv = NUM_BINS as f32 / a.range;
+        let mut want = vec![0u64; NUM_BINS];
+        for &x in &xs {
+            want[((x.abs() * inv).min((NUM_BINS - 1) as f32)) as usize] += 1;
+        }
+        assert_eq!(a.counts, want);
+    }
+
+    #[test]
+    fn merge_of_two_histograms_keeps_counts() {
+        let mut a = Histogram::new();
+        a.add(&[0.5, 1.0]);
+        let mut b = Histogram::new();
+        b.add(&[3.0, 0.1, 2.0]);
+        a.merge(&b);
+        assert_eq!(a.total, 5);
+        assert_eq!(a.counts.iter().sum::<u64>(), 5);
+        assert_eq!(a.max, 3.0);
+        assert!(a.range >= 3.0);
+    }
+}
