@@ -23,7 +23,8 @@ echo "nvcc: $NVCC ($("$NVCC" --version | grep -o 'release [0-9.]*'))"
 ARCHS=${OCR_CUDA_ARCHS:-"87 90"}
 gencode=()
 for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
-flags=(-std=c++17 -O3 -Xcompiler -Wall -Werror all-warnings "${gencode[@]}")
+# -fPIC: the same objects go into libocrnet_plugins.so (scripts/check-tensorrt.sh).
+flags=(-std=c++17 -O3 -Xcompiler -Wall,-fPIC -Werror all-warnings "${gencode[@]}")
 
 # Two jobs at a time: CI has two cores, and each kernel file is one long nvcc run.
 pids=()
@@ -36,7 +37,7 @@ compile cpp/tools/ocr_kernel_test.cu "$out/ocr_kernel_test.o"
 compile cpp/tools/ocr_kernel_bench.cu "$out/ocr_kernel_bench.o"
 for p in "${pids[@]}"; do wait "$p"; done
 for f in ocr_params ocr_reference; do
-    "$NVCC" -std=c++17 -O2 -Xcompiler -Wall,-Wextra -c "cpp/ocr/$f.cpp" -o "$out/$f.o"
+    "$NVCC" -std=c++17 -O2 -Xcompiler -Wall,-Wextra,-fPIC -c "cpp/ocr/$f.cpp" -o "$out/$f.o"
 done
 ar rcs "$out/libocrnet_kernels.a" "$out/ocrGatherKernel.o" "$out/ocrAttentionKernel.o" "$out/ocr_params.o"
 "$NVCC" "${gencode[@]}" "$out/ocr_kernel_test.o" "$out/ocr_reference.o" "$out/libocrnet_kernels.a" \

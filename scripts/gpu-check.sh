@@ -21,4 +21,4 @@ else
 fi
 
 echo "== plugin harness"
-scripts/check-tensorrt.sh --run
+scripts/check-tensorrt.sh

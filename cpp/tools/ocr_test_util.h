@@ -69,7 +69,7 @@ template <typename T>
 struct DeviceBuffer {
     T* ptr = nullptr;
     size_t count = 0;
-    explicit DeviceBuffer(size_t n) : count(n) { OCR_CHECK_CUDA(cudaMalloc(&ptr, (n ? n : 1) * sizeof(T))); }
+    explicit DeviceBuffer(size_t n) : count(n) { OCR_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr), (n ? n : 1) * sizeof(T))); }
     ~DeviceBuffer() { cudaFree(ptr); }
     DeviceBuffer(const DeviceBuffer&) = delete;
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
