@@ -34,11 +34,17 @@ struct Plan {
     int64_t chunkLen;
 };
 
+// Chunk count before rounding the chunk length up to whole tiles: an upper bound on Plan::chunks that never
+// decreases as H*W grows, so a workspace sized for a profile's largest shape fits every smaller one.
+int64_t chunkBound(int64_t hw) {
+    const int64_t c = hw / kMinChunkPixels;
+    return c < 1 ? 1 : (c > kMaxChunks ? kMaxChunks : c);
+}
+
 Plan plan(const GatherParams& p) {
     const int64_t hw = p.h * p.w;
-    int64_t chunks = hw / kMinChunkPixels;
-    chunks = chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks);
-    int64_t len = (hw + chunks - 1) / chunks;
+    const int64_t bound = chunkBound(hw);
+    int64_t len = (hw + bound - 1) / bound;
     len = (len + kTilePixels - 1) / kTilePixels * kTilePixels;
     return {(hw + len - 1) / len, len};
 }
@@ -203,7 +209,7 @@ struct LaunchChunks {
 }  // namespace
 
 size_t gatherWorkspaceSize(const GatherParams& p) {
-    const Layout l = layout(p, plan(p));
+    const Layout l = layout(p, Plan{chunkBound(p.h * p.w), 0});
     return (l.accFloats + 2 * l.statFloats) * sizeof(float);
 }
 

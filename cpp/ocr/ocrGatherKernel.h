@@ -13,7 +13,8 @@
 namespace ocrnet {
 
 // Bytes of device scratch memory launchGather needs for these sizes (per-chunk partial sums). Callers pass
-// params that validate() accepted.
+// params that validate() accepted. Non-decreasing in every size, so the size for a profile's maximum shape
+// covers every shape the profile admits.
 size_t gatherWorkspaceSize(const GatherParams& p);
 
 // out[n, c, k] = sum_p softmax_p(scale * probs[n, k, p]) * feats[n, c, p]. T is float or __half (accumulation is
