@@ -3,6 +3,8 @@
 //! `ocrnet-edge` binary is a thin command line over this library.
 
 pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod exec;
 pub mod fsutil;
