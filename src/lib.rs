@@ -4,6 +4,8 @@
 
 pub mod bench;
 pub mod calib;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod exec;
 pub mod fsutil;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Compiles the OCR CUDA kernels for sm_87 (Jetson Orin) and sm_90 (H100) plus the GPU test driver and the
+# benchmark, with nvcc alone (no Rust, no Python). Run by .ci/run on every run (no GPU needed to compile) and by
+# scripts/gpu-check.sh on a GPU machine.
+#
+#   scripts/build-cuda.sh [OUT_DIR]        # default target/cuda
+#
+# nvcc: $NVCC, else nvcc on PATH, else $CUDA_HOME/bin/nvcc, else the pinned registry install
+# (scripts/install-nvcc.sh). Only flags CUDA 12.6 (JetPack 6) accepts are used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-target/cuda}"
+mkdir -p "$out"
+
+if [ -z "${NVCC:-}" ]; then
+    if command -v nvcc >/dev/null 2>&1; then NVCC=$(command -v nvcc)
+    elif [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then NVCC="$CUDA_HOME/bin/nvcc"
+    else NVCC=$(scripts/install-nvcc.sh | tail -n1)
+    fi
+fi
+echo "nvcc: $NVCC ($("$NVCC" --version | grep -o 'release [0-9.]*'))"
+
+ARCHS=${OCR_CUDA_ARCHS:-"87 90"}
+gencode=()
+for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
+# -fPIC: the same objects go into libocrnet_plugins.so (scripts/check-tensorrt.sh).
+flags=(-std=c++17 -O3 -Xcompiler -Wall,-fPIC -Werror all-warnings "${gencode[@]}")
+
+# Two jobs at a time: CI has two cores, and each kernel file is one long nvcc run.
+pids=()
+compile() { "$NVCC" "${flags[@]}" -c "$1" -o "$2" & pids+=($!); }
+compile cpp/ocr/ocrGatherKernel.cu "$out/ocrGatherKernel.o"
+compile cpp/ocr/ocrAttentionKernel.cu "$out/ocrAttentionKernel.o"
+for p in "${pids[@]}"; do wait "$p"; done
+pids=()
+compile cpp/tools/ocr_kernel_test.cu "$out/ocr_kernel_test.o"
+compile cpp/tools/ocr_kernel_bench.cu "$out/ocr_kernel_bench.o"
+for p in "${pids[@]}"; do wait "$p"; done
+for f in ocr_params ocr_reference; do
+    "$NVCC" -std=c++17 -O2 -Xcompiler -Wall,-Wextra,-fPIC -c "cpp/ocr/$f.cpp" -o "$out/$f.o"
+done
+ar rcs "$out/libocrnet_kernels.a" "$out/ocrGatherKernel.o" "$out/ocrAttentionKernel.o" "$out/ocr_params.o"
+"$NVCC" "${gencode[@]}" "$out/ocr_kernel_test.o" "$out/ocr_reference.o" "$out/libocrnet_kernels.a" \
+    -o "$out/ocr_kernel_test"
+"$NVCC" "${gencode[@]}" "$out/ocr_kernel_bench.o" "$out/libocrnet_kernels.a" -o "$out/ocr_kernel_bench"
+echo "built $out/ocr_kernel_test, $out/ocr_kernel_bench, $out/libocrnet_kernels.a (sm: $ARCHS)"
