@@ -190,4 +190,26 @@ mod tests {
         node.attribute[2].f = Some(f32::INFINITY);
         assert!(OcrNode::parse(&node).unwrap_err().contains("finite"));
     }
+
+    /// The plugin README is what a user reads when TensorRT says "plugin not found": its triple and its
+    /// fields table must say what this module writes.
+    #[test]
+    fn plugin_readme_matches_the_node_definition() {
+        let readme = include_str!("../../cpp/plugin/README.md");
+        for op in [GATHER_OP, ATTENTION_OP] {
+            let row = format!("| `{op}` | `\"{PLUGIN_VERSION}\"` | `\"{PLUGIN_NAMESPACE}\"` |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+        assert!(readme.contains(&format!("domain `{DOMAIN}`")));
+        for f in FIELDS {
+            let default = f.default.map_or("required".to_string(), |d| format!("{d:?}"));
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", f.name)))
+                .unwrap_or_else(|| panic!("README has no row for field {}", f.name));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(cells[3], format!("`{default}`"), "default of {}", f.name);
+            assert_eq!(cells[4], f.range, "range of {}", f.name);
+        }
+    }
 }

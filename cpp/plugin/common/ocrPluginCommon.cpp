@@ -55,7 +55,11 @@ std::string parseScale(char const* pluginName, nvinfer1::PluginFieldCollection c
                 std::memcpy(&scale, f.data, sizeof scale);
             }
         }
-        if (!std::isfinite(scale)) return std::string(pluginName) + ": field 'scale' must be finite";
+        // The same rule as ocr_params.cpp's validate(): a zero scale flattens the softmax to uniform weights,
+        // which no exported model means.
+        if (!std::isfinite(scale) || scale == 0.0f) {
+            return std::string(pluginName) + ": field 'scale' must be finite and non-zero";
+        }
         out = scale;
         return {};
     } catch (...) {
