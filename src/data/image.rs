@@ -45,9 +45,19 @@ impl Default for ImageLimits {
     }
 }
 
-/// Decodes a PNG or JPEG from bytes into RGB8. The header's dimensions are checked first; decoding runs
-/// behind `catch_unwind`, since image decoders have had fuzzer-found panics.
+/// Decodes a PNG or JPEG from bytes into RGB8 (see [`decode`]).
 pub fn decode_rgb(bytes: &[u8], label: &Path, limits: ImageLimits) -> Result<RgbImage, DataError> {
+    Ok(decode(bytes, label, limits)?.to_rgb8())
+}
+
+/// Decodes a PNG or JPEG from bytes, keeping its pixel type (label maps must not go through RGB). The
+/// header's dimensions are checked first; decoding runs behind `catch_unwind`, since image decoders have
+/// had fuzzer-found panics.
+pub fn decode(
+    bytes: &[u8],
+    label: &Path,
+    limits: ImageLimits,
+) -> Result<image::DynamicImage, DataError> {
     let reader = || {
         image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
@@ -93,7 +103,7 @@ pub fn decode_rgb(bytes: &[u8], label: &Path, limits: ImageLimits) -> Result<Rgb
             )
         })?
         .map_err(|e| DataError::new(label, format!("corrupt image: {e}")))?;
-    Ok(decoded.to_rgb8())
+    Ok(decoded)
 }
 
 /// Reads an image file into RGB8 (see [`decode_rgb`]).
