@@ -90,6 +90,32 @@ pub struct CalibrationSpec {
     pub split: String,
     #[serde(default = "default_images")]
     pub images: u32,
+    /// How the images are picked: `spread` (round-robin over the cities, sorted files), the only policy.
+    #[serde(default)]
+    pub selection: Selection,
+    /// How an activation's range is chosen from its histogram.
+    #[serde(default)]
+    pub method: CalibrationMethod,
+    /// The percentile of |x| for `method: percentile`.
+    #[serde(default = "default_percentile")]
+    pub percentile: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    #[default]
+    Spread,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationMethod {
+    /// TensorRT's EntropyCalibration2 (smallest KL divergence).
+    #[default]
+    Entropy,
+    Percentile,
+    Max,
 }
 
 fn yes() -> bool {
@@ -106,6 +132,9 @@ fn default_output_dir() -> PathBuf {
 }
 fn default_split() -> String {
     "train".into()
+}
+fn default_percentile() -> f64 {
+    99.99
 }
 fn default_images() -> u32 {
     32
@@ -193,6 +222,12 @@ impl Recipe {
         if let Some(c) = &file.calibration {
             if c.images == 0 {
                 return Err(field("calibration.images", "must be at least 1".into()));
+            }
+            if !(c.percentile > 0.0 && c.percentile <= 100.0) {
+                return Err(field(
+                    "calibration.percentile",
+                    format!("{} is out of range: 0 < percentile <= 100", c.percentile),
+                ));
             }
         }
         Ok(Recipe {

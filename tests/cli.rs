@@ -80,7 +80,8 @@ fn compile_default_recipe_writes_model_and_manifest() {
     assert_eq!(manifest["schema"], "ocrnet-edge.manifest/1");
     assert_eq!(manifest["recipe"]["path"], "embedded default recipe");
     let input = &manifest["inputs"][0];
-    let (len, hash) = ocrnet_edge::fsutil::hash_file(&fixture("legacy_static_opset11")).unwrap();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sample/model.onnx");
+    let (len, hash) = ocrnet_edge::fsutil::hash_file(&sample).unwrap();
     assert_eq!(input["bytes"].as_u64(), Some(len));
     assert_eq!(input["blake3"].as_str(), Some(hash.as_str()));
     let output = &manifest["outputs"][0];
@@ -112,6 +113,30 @@ fn compile_default_recipe_writes_model_and_manifest() {
         steps.contains(&"fuse") && steps.contains(&"verify"),
         "{steps:?}"
     );
+    // The recipe asks for fp16 and int8: calibration ran on its 32 sample images, and both lowered graphs,
+    // the legacy cache and the scales are written and listed in the manifest.
+    assert_eq!(report["precision"]["calibration"]["images"], 32);
+    let listed: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    for name in [
+        "model.fp16.onnx",
+        "model.int8.qdq.onnx",
+        "calibration.cache",
+        "scales.json",
+    ] {
+        assert!(listed.contains(&name), "{name} not in {listed:?}");
+        assert!(dir.path().join(name).exists());
+    }
+    let cache = std::fs::read_to_string(dir.path().join("calibration.cache")).unwrap();
+    assert!(cache.starts_with("TRT-"), "{cache}");
+    for name in ["model.fp16.onnx", "model.int8.qdq.onnx"] {
+        let m = ocrnet_edge::onnx::load(&dir.path().join(name)).unwrap();
+        ocrnet_edge::passes::ocr::validate::validate(&m).unwrap();
+    }
     let stray: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -202,7 +202,9 @@ mod tests {
         }
         assert!(readme.contains(&format!("domain `{DOMAIN}`")));
         for f in FIELDS {
-            let default = f.default.map_or("required".to_string(), |d| format!("{d:?}"));
+            let default = f
+                .default
+                .map_or("required".to_string(), |d| format!("{d:?}"));
             let row = readme
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{}` |", f.name)))

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod precision;
+
 /// The simplified model's file name in the output folder: standard ONNX, runnable by onnxruntime.
 pub const SIMPLIFIED_MODEL: &str = "model.simplified.onnx";
 /// The fused model's file name: the FP32 graph for TensorRT, with the OCR plugin nodes.
@@ -54,6 +56,16 @@ pub enum PipelineError {
         rel_l2: f64,
         limit: f64,
     },
+    #[error("calibration data: {0}")]
+    Data(Box<crate::data::cityscapes::DatasetError>),
+    #[error("calibrating: {0}")]
+    Calibration(Box<crate::calib::CalibError>),
+    #[error("lowering to {what}: {source}")]
+    Lowering {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -73,6 +85,7 @@ pub struct CompileReport {
     pub fuse: Option<passes::ocr::FuseReport>,
     /// The fused graph against the unfused one on a probe input (`None` when not run).
     pub verify: Option<crate::exec::verify::Agreement>,
+    pub precision: precision::PrecisionReport,
 }
 
 /// Observes pipeline progress (the CLI shows a spinner; tests pass a no-op).
@@ -168,6 +181,14 @@ pub fn compile(
     if let Some(f) = &fused {
         models.push((FUSED_MODEL, f, "the fused model"));
     }
+    // The lower-precision graphs start from the graph TensorRT will see: the fused one when fusion ran.
+    let precision = precision::lower(
+        recipe,
+        fused.as_ref().unwrap_or(&model),
+        &out_dir,
+        progress,
+        &mut manifest,
+    )?;
     for (name, m, what) in models {
         let saved =
             onnx::save(m, &out_dir.join(name), &SaveOptions::default()).map_err(|source| {
@@ -183,6 +204,7 @@ pub fn compile(
             }
         }
     }
+    artifacts.extend(precision.artifacts.iter().cloned());
     for name in &artifacts {
         let path = out_dir.join(name);
         manifest
@@ -197,6 +219,7 @@ pub fn compile(
         simplify,
         fuse,
         verify,
+        precision,
     })
 }
 
