@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod passes;
 pub mod pipeline;
 pub mod recipe;
+pub mod report;
 pub mod runtime;
 pub mod serve;
 pub mod shape;

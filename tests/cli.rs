@@ -131,6 +131,22 @@ fn compile_default_recipe_writes_model_and_manifest() {
         assert!(listed.contains(&name), "{name} not in {listed:?}");
         assert!(dir.path().join(name).exists());
     }
+    // Accuracy on the sample val split: FP32 through our executor, preprocessing and evaluation must give
+    // the mIoU the training script measured with PyTorch/onnxruntime (an independent path), to within
+    // 0.005 (resize implementations differ slightly); FP16 must agree with FP32 almost everywhere.
+    let case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sample.parent().unwrap().join("case.json")).unwrap())
+            .unwrap();
+    let python_miou = case["val"]["miou_present"].as_f64().unwrap();
+    let acc = &report["precision"]["accuracy"]["precisions"];
+    let fp32_miou = acc[0]["scores"]["miou"].as_f64().unwrap();
+    assert!(
+        (fp32_miou - python_miou).abs() < 0.005,
+        "fp32 mIoU {fp32_miou} vs the training script's {python_miou}"
+    );
+    assert_eq!(acc[1]["precision"], "fp16");
+    assert!(acc[1]["agreement_with_fp32"].as_f64().unwrap() > 0.999);
+    assert!(acc[2]["agreement_with_fp32"].as_f64().unwrap() > 0.8);
     let cache = std::fs::read_to_string(dir.path().join("calibration.cache")).unwrap();
     assert!(cache.starts_with("TRT-"), "{cache}");
     for name in ["model.fp16.onnx", "model.int8.qdq.onnx"] {

@@ -54,6 +54,22 @@ pub fn run(recipe: Option<&Path>, out: Option<&Path>, json: bool) -> anyhow::Res
                 pipeline::FUSION_REL_L2
             );
         }
+        if let Some(acc) = &report.precision.accuracy {
+            println!(
+                "accuracy on the '{}' split ({} images, CPU executor):",
+                acc.split, acc.images
+            );
+            for p in &acc.precisions {
+                println!(
+                    "  {:<5} mIoU {:.4} ({:+.4} vs fp32)  pixel accuracy {:.4}  agreement with fp32 {:.4}",
+                    format!("{:?}", p.precision).to_lowercase(),
+                    p.scores.miou,
+                    p.miou_delta_vs_fp32,
+                    p.scores.pixel_accuracy,
+                    p.agreement_with_fp32
+                );
+            }
+        }
         for a in &report.artifacts {
             println!("wrote {}", report.out_dir.join(a).display());
         }

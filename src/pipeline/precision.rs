@@ -11,6 +11,8 @@ use crate::manifest::Manifest;
 use crate::onnx::{self, Model, SaveOptions};
 use crate::passes::{fp16, qdq};
 use crate::recipe::{CalibrationMethod, Precision, Recipe};
+use crate::report::{ClassScores, ConfusionMatrix};
+use crate::runtime::postprocess::class_map;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,10 +23,30 @@ pub const INT8_MODEL: &str = "model.int8.qdq.onnx";
 pub const CALIBRATION_CACHE: &str = "calibration.cache";
 pub const SCALES_JSON: &str = "scales.json";
 
+/// One precision's accuracy on the evaluation split, through the CPU executor.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrecisionAccuracy {
+    pub precision: Precision,
+    pub scores: ClassScores,
+    /// Fraction of evaluated pixels whose class equals FP32's.
+    pub agreement_with_fp32: f64,
+    pub miou_delta_vs_fp32: f64,
+}
+
+/// Accuracy of every graph built, on the calibration set's `val` split.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyReport {
+    pub split: String,
+    pub images: usize,
+    pub precisions: Vec<PrecisionAccuracy>,
+}
+
 /// What the precision stage did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PrecisionReport {
     pub calibration: Option<CollectReport>,
+    /// `None` when the data has no labelled `val` split.
+    pub accuracy: Option<AccuracyReport>,
     pub fp16: Option<fp16::Fp16Report>,
     pub int8: Option<qdq::QdqReport>,
     /// Files written, relative to the output folder.
@@ -43,6 +65,7 @@ pub fn lower(
     let mut report = PrecisionReport::default();
     let wants = |p| recipe.file.precisions.contains(&p);
     let mut table = None;
+    let mut fp16_model = None;
     if wants(Precision::Int8) {
         let (t, collected) = calibrate(recipe, model, progress)?;
         manifest.step("calibrate", collected.run_seconds, &collected);
@@ -65,7 +88,10 @@ pub fn lower(
         save(&m, out_dir, FP16_MODEL, &mut report)?;
         manifest.step("fp16", t.elapsed().as_secs_f64(), &r);
         report.fp16 = Some(r);
+        fp16_model = Some(m);
     }
+    let mut graphs = vec![(Precision::Fp32, model.clone())];
+    graphs.extend(fp16_model.map(|m| (Precision::Fp16, m)));
     if let Some(table) = &table {
         progress.stage("inserting Q/DQ");
         let t = Instant::now();
@@ -83,8 +109,108 @@ pub fn lower(
         report.artifacts.push(SCALES_JSON.into());
         manifest.step("int8", t.elapsed().as_secs_f64(), &r);
         report.int8 = Some(r);
+        graphs.push((Precision::Int8, m));
+    }
+    if graphs.len() > 1 {
+        let t = Instant::now();
+        report.accuracy = accuracy(recipe, &graphs, progress)?;
+        if let Some(a) = &report.accuracy {
+            manifest.step("accuracy", t.elapsed().as_secs_f64(), a);
+        }
     }
     Ok(report)
+}
+
+/// Runs every graph over the labelled `val` split of the recipe's calibration data (the official
+/// evaluation: logits upsampled to the label size, argmax, one confusion matrix for the split) and
+/// compares each with FP32 pixel by pixel. `None` when there is no such split.
+fn accuracy(
+    recipe: &Recipe,
+    graphs: &[(Precision, Model)],
+    progress: &dyn Progress,
+) -> Result<Option<AccuracyReport>, PipelineError> {
+    const SPLIT: &str = "val";
+    let Some(root) = &recipe.calibration_data else {
+        return Ok(None);
+    };
+    let dataset = match Dataset::open(root, Some(SPLIT)) {
+        Ok(d) if d.samples.iter().all(|s| s.label.is_some()) && !d.samples.is_empty() => d,
+        _ => {
+            log::info!(
+                "no labelled '{SPLIT}' split under {}: accuracy not measured",
+                root.display()
+            );
+            return Ok(None);
+        }
+    };
+    progress.stage("measuring accuracy per precision");
+    let hw = match recipe.shapes.opt.as_slice() {
+        [_, _, h, w] => (*h as u32, *w as u32),
+        _ => return Ok(None),
+    };
+    let exec_error = |source| PipelineError::Exec {
+        what: "measuring accuracy".into(),
+        source,
+    };
+    let execs = graphs
+        .iter()
+        .map(|(_, m)| Executor::new(m, ExecOptions::default()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(exec_error)?;
+    let classes = recipe.file.num_classes as usize;
+    let mut matrices = vec![ConfusionMatrix::new(classes); graphs.len()];
+    let mut agree = vec![0u64; graphs.len()];
+    let mut pixels = 0u64;
+    for sample in &dataset.samples {
+        let loaded = dataset
+            .load(sample, Some(hw), ImageLimits::default())
+            .map_err(|e| PipelineError::Data(Box::new(e)))?;
+        let labels = loaded.labels.as_ref().expect("checked when opened");
+        let mut fp32_map: Option<Vec<u8>> = None;
+        for (i, exec) in execs.iter().enumerate() {
+            let feed = HashMap::from([(recipe.input_name.clone(), loaded.input.clone())]);
+            let out = exec.run(feed, &[], None).map_err(exec_error)?;
+            let main = exec.output_names().last().expect("a graph has outputs");
+            let map = class_map(&out[main], labels.height as usize, labels.width as usize)
+                .ok_or_else(|| PipelineError::Exec {
+                    what: format!("output '{main}' is not [1, K, h, w] float logits"),
+                    source: crate::exec::ExecError::UnknownValue(main.to_string()),
+                })?;
+            matrices[i].add(&labels.data, &map.classes);
+            match &fp32_map {
+                None => fp32_map = Some(map.classes),
+                Some(reference) => {
+                    agree[i] += reference
+                        .iter()
+                        .zip(&map.classes)
+                        .filter(|(a, b)| a == b)
+                        .count() as u64
+                }
+            }
+        }
+        pixels += labels.data.len() as u64;
+    }
+    agree[0] = pixels;
+    let fp32_miou = matrices[0].scores().miou;
+    let precisions = graphs
+        .iter()
+        .zip(&matrices)
+        .zip(&agree)
+        .map(|(((p, _), m), &a)| {
+            let scores = m.scores();
+            PrecisionAccuracy {
+                precision: *p,
+                agreement_with_fp32: a as f64 / pixels.max(1) as f64,
+                miou_delta_vs_fp32: scores.miou - fp32_miou,
+                scores,
+            }
+        })
+        .collect();
+    Ok(Some(AccuracyReport {
+        split: SPLIT.into(),
+        images: dataset.samples.len(),
+        precisions,
+    }))
 }
 
 /// Runs the recipe's calibration images through the executor and picks a range for every activation the
