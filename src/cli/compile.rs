@@ -17,11 +17,21 @@ impl Progress for Spinner {
     }
 }
 
-pub fn run(recipe: Option<&Path>, out: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let recipe = match recipe {
+/// `compile`, or with `int8_only` the `calibrate` command: the same pipeline with int8 as the only
+/// precision.
+pub fn run(
+    recipe: Option<&Path>,
+    out: Option<&Path>,
+    json: bool,
+    int8_only: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut recipe = match recipe {
         Some(path) => Recipe::load(path)?,
         None => Recipe::embedded_default()?,
     };
+    if int8_only {
+        recipe.file.precisions = vec![ocrnet_edge::recipe::Precision::Int8];
+    }
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),

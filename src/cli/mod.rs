@@ -41,6 +41,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Calibrate INT8 on the recipe's images: the pipeline of `compile` with int8 as the only precision
+    /// (simplified and fused graphs, Q/DQ INT8 graph, calibration.cache, scales.json, accuracy, manifest).
+    Calibrate {
+        recipe: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a model's inputs, outputs, opsets, op histogram and parameters.
     Inspect {
         model: PathBuf,
@@ -208,7 +217,10 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Compile { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json)
+            compile::run(recipe.as_deref(), out.as_deref(), json, false)
+        }
+        Command::Calibrate { recipe, out, json } => {
+            compile::run(recipe.as_deref(), out.as_deref(), json, true)
         }
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
         Command::Simplify {
