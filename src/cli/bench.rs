@@ -82,20 +82,7 @@ pub fn io(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Result
         model.display(),
         human_bytes(file_bytes)
     );
-    println!(
-        "{:<48} {:>10} {:>10} {:>12} {:>9}",
-        "", "median s", "min s", "peak RSS", "RSS/file"
-    );
-    for r in &rows {
-        println!(
-            "{:<48} {:>10.3} {:>10.3} {:>12} {:>9.2}",
-            r.name,
-            r.median_seconds,
-            r.min_seconds,
-            human_bytes(r.peak_rss_bytes),
-            r.peak_rss_bytes as f64 / file_bytes as f64
-        );
-    }
+    print_rows(&rows, file_bytes, 48);
     match &peer {
         Some(py) => {
             let ratios: Vec<String> = rows[..4]
@@ -110,4 +97,22 @@ pub fn io(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Result
         None => println!("peer not measured: `{python} -c 'import onnx'` failed"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table both file benchmarks print: median and best time, peak RSS, and RSS relative to the file.
+pub(super) fn print_rows(rows: &[Summary], file_bytes: u64, name_width: usize) {
+    println!(
+        "{:<name_width$} {:>10} {:>10} {:>12} {:>9}",
+        "", "median s", "min s", "peak RSS", "RSS/file"
+    );
+    for r in rows {
+        println!(
+            "{:<name_width$} {:>10.3} {:>10.3} {:>12} {:>9.2}",
+            r.name,
+            r.median_seconds,
+            r.min_seconds,
+            human_bytes(r.peak_rss_bytes),
+            r.peak_rss_bytes as f64 / file_bytes as f64
+        );
+    }
 }

@@ -74,20 +74,7 @@ pub fn fuse(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Resu
         model.display(),
         human_bytes(file_bytes)
     );
-    println!(
-        "{:<50} {:>10} {:>10} {:>12} {:>9}",
-        "", "median s", "min s", "peak RSS", "RSS/file"
-    );
-    for r in &rows {
-        println!(
-            "{:<50} {:>10.3} {:>10.3} {:>12} {:>9.2}",
-            r.name,
-            r.median_seconds,
-            r.min_seconds,
-            human_bytes(r.peak_rss_bytes),
-            r.peak_rss_bytes as f64 / file_bytes as f64
-        );
-    }
+    super::bench::print_rows(&rows, file_bytes, 50);
     match &peer {
         Some(py) => println!(
             "speed-up vs onnx-graphsurgeon (median): {:.1}x durable, {:.1}x without fsync (goal 10x); peak RSS {:.2}x the file (goal < 1.3x)",

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-/// The label value that is not evaluated.
-pub const IGNORE: u8 = 255;
+/// The label value that is not evaluated (the Cityscapes reader maps every unevaluated labelId to it).
+pub use crate::data::cityscapes::IGNORE;
 
 /// Rows: ground truth; columns: prediction.
 #[derive(Debug, Clone, PartialEq, Eq)]

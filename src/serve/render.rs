@@ -6,28 +6,8 @@ use crate::serve::error::ApiError;
 use crate::serve::metrics::Timings;
 use image::RgbImage;
 
-/// Cityscapes trainId names, in order (cityscapesScripts' labels.py).
-pub const CLASS_NAMES: [&str; 19] = [
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-];
+/// Cityscapes trainId names, in order (one list for the whole crate).
+pub use crate::data::cityscapes::CLASS_NAMES;
 
 /// What `?format=` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
