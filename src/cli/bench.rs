@@ -67,22 +67,9 @@ pub fn io(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Result
     };
     rows.extend(peer.clone());
 
-    if json {
-        let report = serde_json::json!({
-            "model": model.display().to_string(),
-            "model_bytes": file_bytes,
-            "results": rows,
-            "peer_available": peer.is_some(),
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if emit(model, file_bytes, runs, &rows, peer.is_some(), json, 48)? {
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{} ({}), {runs} runs each, warm page cache",
-        model.display(),
-        human_bytes(file_bytes)
-    );
-    print_rows(&rows, file_bytes, 48);
     match &peer {
         Some(py) => {
             let ratios: Vec<String> = rows[..4]
@@ -97,6 +84,36 @@ pub fn io(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Result
         None => println!("peer not measured: `{python} -c 'import onnx'` failed"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output both file benchmarks share: the results as JSON (returns true: nothing more to print), or
+/// a heading and the table.
+pub(super) fn emit(
+    model: &Path,
+    file_bytes: u64,
+    runs: usize,
+    rows: &[Summary],
+    peer_available: bool,
+    json: bool,
+    name_width: usize,
+) -> anyhow::Result<bool> {
+    if json {
+        let report = serde_json::json!({
+            "model": model.display().to_string(),
+            "model_bytes": file_bytes,
+            "results": rows,
+            "peer_available": peer_available,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(true);
+    }
+    println!(
+        "{} ({}), {runs} runs each, warm page cache",
+        model.display(),
+        human_bytes(file_bytes)
+    );
+    print_rows(rows, file_bytes, name_width);
+    Ok(false)
 }
 
 /// The table both file benchmarks print: median and best time, peak RSS, and RSS relative to the file.

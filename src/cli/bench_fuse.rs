@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use ocrnet_edge::bench::{repeat, warm_page_cache, Summary};
-use ocrnet_edge::onnx::stats::human_bytes;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
@@ -59,22 +58,9 @@ pub fn fuse(model: &Path, runs: usize, python: &str, json: bool) -> anyhow::Resu
     };
     rows.extend(peer.clone());
 
-    if json {
-        let report = serde_json::json!({
-            "model": model.display().to_string(),
-            "model_bytes": file_bytes,
-            "results": rows,
-            "peer_available": peer.is_some(),
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if super::bench::emit(model, file_bytes, runs, &rows, peer.is_some(), json, 50)? {
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{} ({}), {runs} runs each, warm page cache",
-        model.display(),
-        human_bytes(file_bytes)
-    );
-    super::bench::print_rows(&rows, file_bytes, 50);
     match &peer {
         Some(py) => println!(
             "speed-up vs onnx-graphsurgeon (median): {:.1}x durable, {:.1}x without fsync (goal 10x); peak RSS {:.2}x the file (goal < 1.3x)",

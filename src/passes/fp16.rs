@@ -228,23 +228,8 @@ pub fn run(model: &mut Model, opts: &Fp16Options) -> Result<Fp16Report, Fp16Erro
         }
     }
 
-    let mut taken: HashSet<String> = g
-        .nodes
-        .iter()
-        .flat_map(|n| n.output.iter().chain(n.input.iter()).cloned())
-        .chain(g.initializers.iter().map(|t| t.name().to_string()))
-        .chain(g.inputs.iter().map(|v| v.name().to_string()))
-        .collect();
-    let mut fresh = |base: String| -> String {
-        let mut name = base.clone();
-        let mut k = 1;
-        while taken.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        taken.insert(name.clone());
-        name
-    };
+    let mut names = super::FreshNames::of(g);
+    let mut fresh = |base: String| names.fresh(base);
 
     let mut patch = Patch::new("fp16");
     // (value, type) -> the name it has in that type.

@@ -151,6 +151,34 @@ fn refine_outputs(graph: &mut Graph, inf: &shape::Inference) {
     }
 }
 
+/// Value names not yet used in a graph, for the values a pass adds: `base`, else `base_1`, `base_2`, ...
+pub(crate) struct FreshNames(std::collections::HashSet<String>);
+
+impl FreshNames {
+    /// Every value name `g` uses: node inputs and outputs, initializers, graph inputs.
+    pub(crate) fn of(g: &Graph) -> Self {
+        FreshNames(
+            g.nodes
+                .iter()
+                .flat_map(|n| n.output.iter().chain(n.input.iter()).cloned())
+                .chain(g.initializers.iter().map(|t| t.name().to_string()))
+                .chain(g.inputs.iter().map(|v| v.name().to_string()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn fresh(&mut self, base: String) -> String {
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.0.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
 /// Node count per op type, domain-qualified outside the default domain.
 pub fn histogram(graph: &Graph) -> BTreeMap<String, usize> {
     let mut ops = BTreeMap::new();

@@ -35,7 +35,7 @@ use crate::onnx::{self, Model, Patch};
 use crate::shape;
 use crate::tensor::{Data, Tensor};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The domain the OCR fusion pass writes its plugin nodes in.
 pub const PLUGIN_DOMAIN: &str = "ocrnet";
@@ -296,23 +296,8 @@ pub fn run(
         }
     }
 
-    let mut taken: HashSet<String> = g
-        .nodes
-        .iter()
-        .flat_map(|n| n.output.iter().chain(n.input.iter()).cloned())
-        .chain(g.initializers.iter().map(|t| t.name().to_string()))
-        .chain(g.inputs.iter().map(|v| v.name().to_string()))
-        .collect();
-    let mut fresh = |base: String| -> String {
-        let mut name = base.clone();
-        let mut k = 1;
-        while taken.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        taken.insert(name.clone());
-        name
-    };
+    let mut names = super::FreshNames::of(g);
+    let mut fresh = |base: String| names.fresh(base);
 
     let mut patch = Patch::new("qdq");
     let mut report = QdqReport {
