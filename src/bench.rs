@@ -100,3 +100,57 @@ pub fn repeat(
         })
         .collect()
 }
+
+/// Latency over repeated runs of one operation, as trtexec prints it: percentiles by nearest rank.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub runs: usize,
+    pub mean_ms: f64,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// `None` for no samples.
+    pub fn of(samples: &[std::time::Duration]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least p of the samples at or below it.
+        let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        Some(Latency {
+            runs: ms.len(),
+            mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+            median_ms: pct(0.5),
+            p90_ms: pct(0.9),
+            p99_ms: pct(0.99),
+            min_ms: ms[0],
+            max_ms: ms[ms.len() - 1],
+        })
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::Latency;
+    use std::time::Duration;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        // 1..=100 ms: the p-th percentile by nearest rank is p ms.
+        let d: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        let l = Latency::of(&d).unwrap();
+        assert_eq!((l.median_ms, l.p90_ms, l.p99_ms), (50.0, 90.0, 99.0));
+        assert_eq!((l.min_ms, l.max_ms, l.runs), (1.0, 100.0, 100));
+        assert!((l.mean_ms - 50.5).abs() < 1e-9);
+        // Three samples: median is the middle one, p90 and p99 the largest.
+        let l = Latency::of(&[3, 1, 2].map(Duration::from_millis)).unwrap();
+        assert_eq!((l.median_ms, l.p90_ms, l.p99_ms), (2.0, 3.0, 3.0));
+        assert!(Latency::of(&[]).is_none());
+    }
+}

@@ -1,6 +1,7 @@
 //! `ocrnet-edge`: a thin command line over the `ocrnet_edge` library.
 //!
-//! Exit codes: 0 success, 1 error (the message names the file, node or field), 2 bad command line.
+//! Exit codes: 0 success, 1 error (the message names the file, node or field), 2 bad command line, 3 a
+//! report whose regression gate failed.
 
 mod cli;
 

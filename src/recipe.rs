@@ -64,6 +64,9 @@ pub struct RecipeFile {
     /// Where artifacts go, relative to the recipe's folder unless `--out` overrides it.
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
+    /// The regression gate of `ocrnet-edge report` (limits in mIoU points; flags override them).
+    #[serde(default)]
+    pub report: Option<crate::report::Thresholds>,
 }
 
 /// The network input: its name and either one static shape or a min/opt/max range for dynamic models.
@@ -167,6 +170,9 @@ pub struct Recipe {
     pub shapes: ShapeRange,
     pub calibration_data: Option<PathBuf>,
     pub output_dir: PathBuf,
+    /// Whether `compile` measures each precision's accuracy on the calibration data's `val` split (true
+    /// from a file; `report`, which measures it itself, turns it off).
+    pub measure_accuracy: bool,
 }
 
 impl Recipe {
@@ -230,17 +236,30 @@ impl Recipe {
                 ));
             }
         }
+        if let Some(t) = &file.report {
+            t.validate().map_err(|m| {
+                let (name, message) = m.split_once(": ").unwrap_or(("", &m));
+                field(&format!("report.{name}"), message.to_string())
+            })?;
+        }
         Ok(Recipe {
+            measure_accuracy: true,
             source_name: source_name.to_string(),
             text: text.to_string(),
-            model: base.join(&file.model),
+            model: clean(base.join(&file.model)),
             input_name: file.input.name.clone(),
             shapes,
-            calibration_data: file.calibration.as_ref().map(|c| base.join(&c.data)),
-            output_dir: base.join(&file.output_dir),
+            calibration_data: file.calibration.as_ref().map(|c| clean(base.join(&c.data))),
+            output_dir: clean(base.join(&file.output_dir)),
             file,
         })
     }
+}
+
+/// Resolved paths are cleaned lexically so that messages and manifests read `out/default`, not
+/// `models/recipes/../../out/default`.
+fn clean(p: PathBuf) -> PathBuf {
+    crate::fsutil::lexical_clean(&p)
 }
 
 /// Either `shape`, or all of `min`, `opt` and `max`: same rank, positive, min <= opt <= max.

@@ -159,6 +159,128 @@ fn compile_default_recipe_writes_model_and_manifest() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
+
+    // The report on these artifacts evaluates the same graphs the same way: its numbers are compile's.
+    let report_dir = dir.path().join("report");
+    let out = ocrnet(&[
+        "report",
+        "--artifacts",
+        dir.path().to_str().unwrap(),
+        "--out",
+        report_dir.to_str().unwrap(),
+        "--latency-runs",
+        "1",
+        "--samples",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("report: gate passed"),
+        "{}",
+        stderr(&out)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["schema"], "ocrnet-edge.report");
+    assert_eq!(r["data"]["images"], 30);
+    for (i, name) in ["fp32", "fp16", "int8"].iter().enumerate() {
+        let p = &r["precisions"][i];
+        assert_eq!(p["precision"], *name);
+        assert_eq!(p["miou"], acc[i]["scores"]["miou"], "{name}");
+        assert_eq!(
+            p["agreement_with_fp32"], acc[i]["agreement_with_fp32"],
+            "{name}"
+        );
+        assert!(p["latency"]["median_ms"].as_f64().unwrap() > 0.0);
+    }
+    for f in ["report.json", "report.md", "report.html"] {
+        assert!(report_dir.join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
+}
+
+#[test]
+fn report_gate_fails_with_its_own_exit_code_and_one_line() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/sample/model.onnx");
+    let data = root.join("calibration/sample");
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "report",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--precisions",
+            "fp32",
+            "--latency-runs",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |a: &[String]| ocrnet(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(&args(&first));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(first.join("report.json")).unwrap();
+    let mut baseline: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let miou = baseline["precisions"][0]["miou"].as_f64().unwrap();
+    assert!((miou - 0.350).abs() < 0.005, "{miou}");
+    assert!(baseline["precisions"][0]["latency"].is_null());
+
+    // A baseline 5 points better than today: with a 1-point limit the gate fails.
+    baseline["precisions"][0]["miou"] = serde_json::json!(miou + 0.05);
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, serde_json::to_string(&baseline).unwrap()).unwrap();
+    let mut a = args(&dir.path().join("second"));
+    a.extend(
+        [
+            "--baseline",
+            old.to_str().unwrap(),
+            "--max-baseline-drop",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let out = run(&a);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("report: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("report: REGRESSION: fp32 mIoU")
+            && line.contains("5.00 points below the baseline's")
+            && line.ends_with("(limit 1)"),
+        "{line}"
+    );
+    // The failed report is still written, for the CI artifact.
+    let failed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("second/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(failed["gate"]["passed"], false);
+
+    // A build without TensorRT says so, and a split that is not there names its folder.
+    let mut a = args(&dir.path().join("third"));
+    a.extend(["--backend", "trt"].map(String::from));
+    let out = run(&a);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in this build"),
+        "{}",
+        stderr(&out)
+    );
+    let mut a = args(&dir.path().join("fourth"));
+    a.extend(["--split", "nosuch"].map(String::from));
+    let out = run(&a);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
 }
 
 #[test]

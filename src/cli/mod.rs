@@ -5,6 +5,7 @@ mod bench_exec;
 mod bench_fuse;
 mod compile;
 mod model_cmds;
+mod report_cmd;
 mod run_cmd;
 mod serve;
 
@@ -111,6 +112,12 @@ pub enum Command {
         fp16: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Accuracy by precision on a labelled split (per-class IoU, mIoU, agreement with FP32, latency) as
+    /// report.json, report.md and report.html, with a regression gate (exit code 3 when it fails).
+    Report {
+        #[command(flatten)]
+        args: report_cmd::ReportArgs,
     },
     /// Benchmarks, each next to its peer measured in the same run.
     #[command(subcommand)]
@@ -296,6 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         }) => bench_fuse::fuse(&model, runs, &python, json),
         Command::Serve { args } => serve::run(args),
+        Command::Report { args } => report_cmd::run(args),
         Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
     }
 }

@@ -272,6 +272,7 @@ fn write_atomic(target: &Path, scratch: &[u8], segments: &[Segment], durable: bo
     let mut tmp = tempfile::Builder::new()
         .prefix(".ocrnet-")
         .suffix(".tmp")
+        .permissions(crate::fsutil::artifact_permissions())
         .tempfile_in(&dir)
         .map_err(|e| Error::io(&dir, e))?;
     let total = write_segments(tmp.as_file_mut(), scratch, segments, durable)
@@ -418,6 +419,7 @@ fn place_data_file(source: &Path, target: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix(".ocrnet-")
         .suffix(".tmp")
+        .permissions(crate::fsutil::artifact_permissions())
         .tempfile_in(&dir)
         .map_err(|e| Error::io(&dir, e))?
         .into_temp_path();

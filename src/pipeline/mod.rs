@@ -66,6 +66,8 @@ pub enum PipelineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("measuring accuracy: {0}")]
+    Accuracy(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -11,8 +11,9 @@ use crate::manifest::Manifest;
 use crate::onnx::{self, Model, SaveOptions};
 use crate::passes::{fp16, qdq};
 use crate::recipe::{CalibrationMethod, Precision, Recipe};
-use crate::report::{ClassScores, ConfusionMatrix};
-use crate::runtime::postprocess::class_map;
+use crate::report::evaluate::{evaluate, EvalOptions};
+use crate::report::ClassScores;
+use crate::runtime::backend::{Backend, CpuBackend};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -111,7 +112,7 @@ pub fn lower(
         report.int8 = Some(r);
         graphs.push((Precision::Int8, m));
     }
-    if graphs.len() > 1 {
+    if graphs.len() > 1 && recipe.measure_accuracy {
         let t = Instant::now();
         report.accuracy = accuracy(recipe, &graphs, progress)?;
         if let Some(a) = &report.accuracy {
@@ -121,9 +122,9 @@ pub fn lower(
     Ok(report)
 }
 
-/// Runs every graph over the labelled `val` split of the recipe's calibration data (the official
-/// evaluation: logits upsampled to the label size, argmax, one confusion matrix for the split) and
-/// compares each with FP32 pixel by pixel. `None` when there is no such split.
+/// Runs every graph over the labelled `val` split of the recipe's calibration data with the report's
+/// evaluation (the official one: logits upsampled to the label size, argmax, one confusion matrix for the
+/// split) and compares each with FP32 pixel by pixel. `None` when there is no such split.
 fn accuracy(
     recipe: &Recipe,
     graphs: &[(Precision, Model)],
@@ -144,65 +145,32 @@ fn accuracy(
         }
     };
     progress.stage("measuring accuracy per precision");
-    let hw = match recipe.shapes.opt.as_slice() {
-        [_, _, h, w] => (*h as u32, *w as u32),
-        _ => return Ok(None),
-    };
-    let exec_error = |source| PipelineError::Exec {
-        what: "measuring accuracy".into(),
-        source,
-    };
-    let execs = graphs
+    let backends = graphs
         .iter()
-        .map(|(_, m)| Executor::new(m, ExecOptions::default()))
+        .map(|(p, m)| {
+            let name = Path::new(crate::report::precision_name(*p));
+            CpuBackend::from_model(m, name, ExecOptions::default())
+        })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(exec_error)?;
-    let classes = recipe.file.num_classes as usize;
-    let mut matrices = vec![ConfusionMatrix::new(classes); graphs.len()];
-    let mut agree = vec![0u64; graphs.len()];
-    let mut pixels = 0u64;
-    for sample in &dataset.samples {
-        let loaded = dataset
-            .load(sample, Some(hw), ImageLimits::default())
-            .map_err(|e| PipelineError::Data(Box::new(e)))?;
-        let labels = loaded.labels.as_ref().expect("checked when opened");
-        let mut fp32_map: Option<Vec<u8>> = None;
-        for (i, exec) in execs.iter().enumerate() {
-            let feed = HashMap::from([(recipe.input_name.clone(), loaded.input.clone())]);
-            let out = exec.run(feed, &[], None).map_err(exec_error)?;
-            let Some(main) = exec.output_names().last() else {
-                return Ok(None);
-            };
-            let map = class_map(&out[main], labels.height as usize, labels.width as usize)
-                .ok_or_else(|| PipelineError::Exec {
-                    what: format!("output '{main}' is not [1, K, h, w] float logits"),
-                    source: crate::exec::ExecError::UnknownValue(main.to_string()),
-                })?;
-            matrices[i].add(&labels.data, &map.classes);
-            match &fp32_map {
-                None => fp32_map = Some(map.classes),
-                Some(reference) => {
-                    agree[i] += reference
-                        .iter()
-                        .zip(&map.classes)
-                        .filter(|(a, b)| a == b)
-                        .count() as u64
-                }
-            }
-        }
-        pixels += labels.data.len() as u64;
-    }
-    agree[0] = pixels;
-    let fp32_miou = matrices[0].scores().miou;
+        .map_err(|e| PipelineError::Accuracy(e.to_string()))?;
+    let refs: Vec<&dyn Backend> = backends.iter().map(|b| b as &dyn Backend).collect();
+    let opts = EvalOptions {
+        classes: recipe.file.num_classes as usize,
+        keep_samples: 0,
+        ..Default::default()
+    };
+    let eval =
+        evaluate(&dataset, &refs, &opts).map_err(|e| PipelineError::Accuracy(e.to_string()))?;
+    let fp32_miou = eval.matrices[0].scores().miou;
     let precisions = graphs
         .iter()
-        .zip(&matrices)
-        .zip(&agree)
-        .map(|(((p, _), m), &a)| {
+        .zip(&eval.matrices)
+        .enumerate()
+        .map(|(i, ((p, _), m))| {
             let scores = m.scores();
             PrecisionAccuracy {
                 precision: *p,
-                agreement_with_fp32: a as f64 / pixels.max(1) as f64,
+                agreement_with_fp32: eval.agreement(i),
                 miou_delta_vs_fp32: scores.miou - fp32_miou,
                 scores,
             }
@@ -210,7 +178,7 @@ fn accuracy(
         .collect();
     Ok(Some(AccuracyReport {
         split: SPLIT.into(),
-        images: dataset.samples.len(),
+        images: eval.images,
         precisions,
     }))
 }

@@ -60,6 +60,17 @@ impl ConfusionMatrix {
         self.counts[label * self.classes + predicted]
     }
 
+    /// The counts as rows (ground truth) of columns (prediction).
+    pub fn rows(&self) -> Vec<Vec<u64>> {
+        if self.classes == 0 {
+            return Vec::new();
+        }
+        self.counts
+            .chunks(self.classes)
+            .map(<[u64]>::to_vec)
+            .collect()
+    }
+
     pub fn scores(&self) -> ClassScores {
         let k = self.classes;
         let mut iou = Vec::with_capacity(k);

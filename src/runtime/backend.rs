@@ -62,12 +62,24 @@ pub struct CpuBackend {
 
 impl CpuBackend {
     pub fn load(path: &Path, options: ExecOptions) -> Result<Self, BackendError> {
+        let model = onnx::load(path).map_err(|e| BackendError::Model {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_model(&model, path, options)
+    }
+
+    /// A backend for a model already in memory; `path` names it in errors.
+    pub fn from_model(
+        model: &onnx::Model,
+        path: &Path,
+        options: ExecOptions,
+    ) -> Result<Self, BackendError> {
         let err = |reason: String| BackendError::Model {
             path: path.to_path_buf(),
             reason,
         };
-        let model = onnx::load(path).map_err(|e| err(e.to_string()))?;
-        let exec = Executor::new(&model, options).map_err(|e| err(e.to_string()))?;
+        let exec = Executor::new(model, options).map_err(|e| err(e.to_string()))?;
         let inputs: Vec<&str> = exec.input_names().collect();
         let [input] = inputs.as_slice() else {
             return Err(err(format!(
@@ -81,7 +93,7 @@ impl CpuBackend {
             .last()
             .ok_or_else(|| err("the model has no output".into()))?
             .to_string();
-        let hw = static_hw(&model, &input);
+        let hw = static_hw(model, &input);
         Ok(CpuBackend {
             exec,
             input,
