@@ -196,3 +196,53 @@ fn fused_and_in_place_plan_gives_the_same_bits_as_the_plain_one() {
         }
     }
 }
+
+#[test]
+fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
+    let path = fixture("legacy_static_opset11");
+    let model = onnx::load(&path).unwrap();
+    let options = ExecOptions {
+        profile: true,
+        ..Default::default()
+    };
+    let exec = Executor::new(&model, options).unwrap();
+    let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
+    let feed = || HashMap::from([("input".to_string(), input.clone())]);
+    // A Conv read only by a Relu: its output exists only in the unfused plan, the Relu's in both.
+    let nodes = &model.graph.nodes;
+    let (conv, relu) = nodes
+        .iter()
+        .filter(|n| n.op_type() == "Relu")
+        .find_map(|r| {
+            let c = nodes.iter().find(|c| c.output[0] == r.input[0])?;
+            (c.op_type() == "Conv").then(|| (c.output[0].clone(), r.output[0].clone()))
+        })
+        .unwrap();
+    let mut all = HashMap::new();
+    let mut hook = |n: &str, t: &Tensor| {
+        all.insert(n.to_string(), t.clone());
+    };
+    let plain = exec.run(feed(), &[], Some(&mut hook)).unwrap();
+
+    let mut seen = Vec::new();
+    let mut hook = |n: &str, t: &Tensor| seen.push((n.to_string(), t.clone()));
+    let watch = [relu.as_str(), "input", "no such value"];
+    let (out, stats) = exec.run_watching(feed(), watch, &mut hook).unwrap();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["input", relu.as_str()]);
+    assert_eq!(seen[1].1, all[&relu]);
+    assert!(stats.profile.iter().any(|(op, _, _)| op == "Conv+Relu"));
+    for name in ["aux", "out"] {
+        assert_eq!(out[name], plain[name], "{name}");
+    }
+
+    // Watching the pre-Relu Conv output needs the unfused plan, and gets it.
+    let mut seen = Vec::new();
+    let mut hook = |n: &str, t: &Tensor| seen.push((n.to_string(), t.clone()));
+    let (_, stats) = exec
+        .run_watching(feed(), [conv.as_str()], &mut hook)
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, all[&conv]);
+    assert!(!stats.profile.iter().any(|(op, _, _)| op == "Conv+Relu"));
+}

@@ -223,6 +223,12 @@ pub struct CollectReport {
     pub run_seconds: f64,
     /// The part of it spent building histograms.
     pub collect_seconds: f64,
+    /// The forward passes with the hook (histograms included), image reading and preprocessing excluded.
+    pub forward_seconds: f64,
+    /// One forward pass of the first image without a hook, timed after the run: the yardstick of the
+    /// calibration's cost per image (`forward_seconds / images / plain_forward_seconds`, goal ≤ 1.1).
+    pub plain_forward_seconds: f64,
+    pub cost_per_image_vs_forward: f64,
     /// Histograms widened (re-binned) at least once, and how many widenings in all.
     pub widened_tensors: usize,
     pub widenings: u64,
@@ -265,27 +271,48 @@ where
     bar.set_message("calibrating");
     let started = Instant::now();
     let mut images = 0usize;
+    let mut first = None;
+    let mut forward_seconds = 0.0;
     for (index, item) in inputs.into_iter().enumerate() {
         let feed = item.map_err(|e| CalibError::Input {
             index,
             source: e.into(),
         })?;
+        if first.is_none() {
+            first = Some(feed.clone());
+        }
         let mut hook = |name: &str, t: &Tensor| collector.observe(name, t);
-        exec.run(feed, &[], Some(&mut hook))
-            .map_err(|source| CalibError::Run { index, source })?;
+        let t = Instant::now();
+        match &opts.observe {
+            // Watching only these keeps the executor's fused plan (see `Executor::run_watching`).
+            Some(names) => exec
+                .run_watching(feed, names.iter().map(String::as_str), &mut hook)
+                .map(|_| ()),
+            None => exec.run(feed, &[], Some(&mut hook)).map(|_| ()),
+        }
+        .map_err(|source| CalibError::Run { index, source })?;
+        forward_seconds += t.elapsed().as_secs_f64();
         images += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    if images == 0 {
+    let run_seconds = started.elapsed().as_secs_f64();
+    let Some(first) = first else {
         return Err(CalibError::NoInputs);
-    }
+    };
+    let t = Instant::now();
+    exec.run(first, &[], None)
+        .map_err(|source| CalibError::Run { index: 0, source })?;
+    let plain_forward_seconds = t.elapsed().as_secs_f64();
     let hists = collector.histograms();
     let report = CollectReport {
         images,
         tensors: hists.len(),
-        run_seconds: started.elapsed().as_secs_f64(),
+        run_seconds,
         collect_seconds: collector.seconds,
+        forward_seconds,
+        plain_forward_seconds,
+        cost_per_image_vs_forward: forward_seconds / images as f64 / plain_forward_seconds,
         widened_tensors: hists.values().filter(|h| h.widenings > 0).count(),
         widenings: hists.values().map(|h| h.widenings as u64).sum(),
         missing: collector.missing(),

@@ -64,6 +64,16 @@ pub fn run(
                 pipeline::FUSION_REL_L2
             );
         }
+        if let Some(c) = &report.precision.calibration {
+            println!(
+                "calibrated on {} images: {} tensors, {:.2} s of forward passes ({:.2}× a plain forward per image, {:.2} s of it histograms)",
+                c.images,
+                c.tensors,
+                c.forward_seconds,
+                c.cost_per_image_vs_forward,
+                c.collect_seconds
+            );
+        }
         if let Some(acc) = &report.precision.accuracy {
             println!(
                 "accuracy on the '{}' split ({} images, CPU executor):",

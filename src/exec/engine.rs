@@ -300,7 +300,26 @@ impl Executor {
             );
         }
         self.pool
-            .install(|| self.run_inner(inputs, &keep, extra, &mut hook))
+            .install(|| self.run_inner(inputs, &keep, extra, &mut hook, None))
+    }
+
+    /// Runs the graph with a hook that sees only the values named in `watch` (names the graph does not
+    /// have are ignored). Unlike a hook on every value, this keeps the fused Conv+Relu plan when no
+    /// watched value is a Conv output that plan never materialises: calibration watches the Q/DQ pass's
+    /// activations, which are such Convs' inputs, not their pre-Relu outputs.
+    pub fn run_watching<'w>(
+        &self,
+        inputs: HashMap<String, Tensor>,
+        watch: impl IntoIterator<Item = &'w str>,
+        hook: Hook<'_>,
+    ) -> Result<(HashMap<String, Tensor>, RunStats), ExecError> {
+        let slots: HashSet<usize> = watch
+            .into_iter()
+            .filter_map(|n| self.slot_of.get(n).copied())
+            .collect();
+        let mut hook = Some(hook);
+        self.pool
+            .install(|| self.run_inner(inputs, &HashSet::new(), &[], &mut hook, Some(&slots)))
     }
 
     fn run_inner(
@@ -309,7 +328,9 @@ impl Executor {
         keep: &HashSet<usize>,
         extra: &[&str],
         hook: &mut Option<Hook<'_>>,
+        watch: Option<&HashSet<usize>>,
     ) -> Result<(HashMap<String, Tensor>, RunStats), ExecError> {
+        let watched = |slot: usize| watch.is_none_or(|w| w.contains(&slot));
         let mut values: Vec<Option<Arc<Tensor>>> = self.constants.clone();
         let mut stats = RunStats::default();
         let mut live = 0usize;
@@ -323,7 +344,7 @@ impl Executor {
             if self.options.numerics == Numerics::Fp16 {
                 round_to_f16(&mut t);
             }
-            if let Some(h) = hook.as_mut() {
+            if let (Some(h), true) = (hook.as_mut(), watched(*slot)) {
                 h(name, &t);
             }
             live += t.byte_len();
@@ -338,7 +359,12 @@ impl Executor {
         }
         // The fused plan computes the same numbers but never materialises the Convs' pre-Relu outputs, so
         // it is used only when nobody could observe them.
-        let fused_ok = hook.is_none() && keep.iter().all(|s| !self.fused_away.contains(s));
+        let unobserved = match (hook.is_some(), watch) {
+            (false, _) => true,
+            (true, None) => false,
+            (true, Some(w)) => w.iter().all(|s| !self.fused_away.contains(s)),
+        };
+        let fused_ok = unobserved && keep.iter().all(|s| !self.fused_away.contains(s));
         let steps = if fused_ok { &self.fused } else { &self.steps };
         for step in steps {
             let node = &self.graph.nodes[step.node];
@@ -382,7 +408,7 @@ impl Executor {
                 if self.options.numerics == Numerics::Fp16 {
                     round_to_f16(&mut t);
                 }
-                if let Some(h) = hook.as_mut() {
+                if let (Some(h), true) = (hook.as_mut(), watched(*slot)) {
                     h(&self.names[*slot], &t);
                 }
                 live += t.byte_len();

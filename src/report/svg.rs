@@ -79,7 +79,8 @@ pub fn grouped_bars(title: &str, categories: &[String], series: &[Series<'_>]) -
             esc(cat)
         );
     }
-    legend(&mut s, series, left + 200.0, 14.0);
+    // After the title (about 7 px per character at 13 px).
+    legend(&mut s, series, left + 20.0 + 7.0 * title.len() as f64, 14.0);
     s.push_str("</svg>");
     s
 }
