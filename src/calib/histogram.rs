@@ -11,8 +11,9 @@
 //! resolution; a range that grows a lot over the run ends coarser than a two-pass (max, then histogram)
 //! collection would give.
 //!
-//! Collection is two passes over the tensor, both split over rayon: a max of |x| (branch-free,
-//! vectorisable), then binning into a per-chunk local histogram (no atomics) that is summed at the end.
+//! Collection is one pass over the tensor once the range is set, split over rayon: binning into per-chunk
+//! local histograms (no atomics, summed at the end) while taking the max of |x|; only a batch wider than
+//! the range is binned a second time, after the widening. The first batch takes its max first.
 //! Non-finite values are counted in the top bin (`f32::min` sends NaN there too); they never move the
 //! range.
 
@@ -65,20 +66,32 @@ impl Histogram {
         if xs.is_empty() {
             return;
         }
-        let m = abs_max(xs);
-        self.max = self.max.max(m);
         self.total += xs.len() as u64;
-        if self.range == 0.0 {
+        if self.range > 0.0 {
+            // Once the range is set it usually covers the next batch too: bin and take the max in one
+            // pass over the tensor, and only when the batch turns out wider, widen and bin it again.
+            let (local, m) = bin(xs, NUM_BINS as f32 / self.range);
+            self.max = self.max.max(m);
+            if m <= self.range {
+                self.accumulate(local);
+                return;
+            }
+            self.widen(m);
+        } else {
+            let m = abs_max(xs);
+            self.max = self.max.max(m);
             if m == 0.0 {
                 // All zeros so far: they belong in bin 0 whatever the range turns out to be.
                 self.counts[0] += xs.len() as u64;
                 return;
             }
             self.range = m;
-        } else if m > self.range {
-            self.widen(m);
         }
-        let local = bin(xs, NUM_BINS as f32 / self.range);
+        let (local, _) = bin(xs, NUM_BINS as f32 / self.range);
+        self.accumulate(local);
+    }
+
+    fn accumulate(&mut self, local: Vec<u32>) {
         for (c, l) in self.counts.iter_mut().zip(local) {
             *c += l as u64;
         }
@@ -150,38 +163,50 @@ pub fn abs_max(xs: &[f32]) -> f32 {
     xs.par_chunks(CHUNK).map(chunk_max).reduce(|| 0.0, f32::max)
 }
 
-/// Counts of `|x| * inv_width`, clamped into the bins, over parallel chunks.
-fn bin(xs: &[f32], inv_width: f32) -> Vec<u32> {
+/// Counts of `|x| * inv_width`, clamped into the bins, and the largest finite |x|, in one pass over
+/// parallel chunks.
+fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
     let top = (NUM_BINS - 1) as f32;
-    let one = |c: &[f32], h: &mut [u32]| {
-        for &x in c {
-            // `min` maps inf and NaN to the top bin, and `as usize` of the rest cannot overflow.
-            let i = (x.abs() * inv_width).min(top) as usize;
-            h[i] += 1;
+    let one = |c: &[f32]| -> (Vec<u32>, f32) {
+        // Four interleaved sub-histograms: runs of equal values (the zeros after a Relu) would otherwise
+        // serialise on one counter's load-add-store chain.
+        let mut h = vec![0u32; 4 * NUM_BINS];
+        let mut m = [0f32; 4];
+        let mut quads = c.chunks_exact(4);
+        for q in &mut quads {
+            for k in 0..4 {
+                let a = q[k].abs();
+                m[k] = m[k].max(if a < f32::INFINITY { a } else { 0.0 });
+                // `min` maps inf and NaN to the top bin, and `as usize` of the rest cannot overflow.
+                h[k * NUM_BINS + (a * inv_width).min(top) as usize] += 1;
+            }
         }
+        for &x in quads.remainder() {
+            let a = x.abs();
+            m[0] = m[0].max(if a < f32::INFINITY { a } else { 0.0 });
+            h[(a * inv_width).min(top) as usize] += 1;
+        }
+        let (first, rest) = h.split_at_mut(NUM_BINS);
+        for sub in rest.chunks_exact(NUM_BINS) {
+            for (a, b) in first.iter_mut().zip(sub) {
+                *a += b;
+            }
+        }
+        h.truncate(NUM_BINS);
+        (h, m[0].max(m[1]).max(m[2].max(m[3])))
     };
     if xs.len() <= CHUNK {
-        let mut h = vec![0u32; NUM_BINS];
-        one(xs, &mut h);
-        return h;
+        return one(xs);
     }
-    xs.par_chunks(CHUNK)
-        .fold(
-            || vec![0u32; NUM_BINS],
-            |mut h, c| {
-                one(c, &mut h);
-                h
-            },
-        )
-        .reduce(
-            || vec![0u32; NUM_BINS],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+    xs.par_chunks(CHUNK).map(one).reduce(
+        || (vec![0u32; NUM_BINS], 0.0),
+        |(mut a, ma), (b, mb)| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+            (a, ma.max(mb))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -256,6 +281,45 @@ mod tests {
             want[((x.abs() * inv).min((NUM_BINS - 1) as f32)) as usize] += 1;
         }
         assert_eq!(a.counts, want);
+    }
+
+    #[test]
+    fn one_pass_binning_matches_two_passes_with_and_without_widening() {
+        let xs: Vec<f32> = (0..200_003u64)
+            .map(|i| ((i * 104_729) % 65_521) as f32 / 4096.0 - 8.0)
+            .collect();
+        let reference = |batches: &[&[f32]]| {
+            // Two passes per batch: the max, then binning at the (possibly widened) range.
+            let mut h = Histogram::new();
+            for b in batches {
+                let m = abs_max(b);
+                h.total += b.len() as u64;
+                h.max = h.max.max(m);
+                if h.range == 0.0 {
+                    h.range = m;
+                } else if m > h.range {
+                    h.widen(m);
+                }
+                let inv = NUM_BINS as f32 / h.range;
+                for &x in *b {
+                    h.counts[((x.abs() * inv).min((NUM_BINS - 1) as f32)) as usize] += 1;
+                }
+            }
+            h
+        };
+        // Narrow first (no widening after), and wide-after-narrow (one widening).
+        let narrow: Vec<f32> = xs.iter().map(|x| x * 0.5).collect();
+        for batches in [[&xs[..], &narrow[..]], [&narrow[..], &xs[..]]] {
+            let mut h = Histogram::new();
+            for b in batches {
+                h.add(b);
+            }
+            assert_eq!(h, reference(&batches));
+        }
+        let mut h = Histogram::new();
+        h.add(&narrow);
+        h.add(&xs);
+        assert_eq!(h.widenings, 1);
     }
 
     #[test]
