@@ -64,6 +64,10 @@ pub struct RecipeFile {
     /// Where artifacts go, relative to the recipe's folder unless `--out` overrides it.
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
+    /// TensorRT engine builds (feature `tensorrt`): workspace cap, optimisation level, timing cache, legacy
+    /// mode, which precisions. See [`crate::engine::settings::EngineSpec`].
+    #[serde(default)]
+    pub engine: crate::engine::settings::EngineSpec,
 }
 
 /// The network input: its name and either one static shape or a min/opt/max range for dynamic models.
@@ -167,6 +171,8 @@ pub struct Recipe {
     pub shapes: ShapeRange,
     pub calibration_data: Option<PathBuf>,
     pub output_dir: PathBuf,
+    /// `engine.timing_cache` resolved against the recipe's folder (`None`: in the output folder).
+    pub engine_timing_cache: Option<PathBuf>,
 }
 
 impl Recipe {
@@ -230,6 +236,7 @@ impl Recipe {
                 ));
             }
         }
+        crate::engine::settings::validate(&file).map_err(|(f, m)| field(f, m))?;
         Ok(Recipe {
             source_name: source_name.to_string(),
             text: text.to_string(),
@@ -238,6 +245,7 @@ impl Recipe {
             shapes,
             calibration_data: file.calibration.as_ref().map(|c| base.join(&c.data)),
             output_dir: base.join(&file.output_dir),
+            engine_timing_cache: file.engine.timing_cache.as_ref().map(|p| base.join(p)),
             file,
         })
     }

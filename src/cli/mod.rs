@@ -1,6 +1,7 @@
 //! Command-line flags and the dispatch to each command. Commands print; the library does the work.
 
 mod bench;
+mod bench_engine;
 mod bench_exec;
 mod bench_fuse;
 mod compile;
@@ -40,6 +41,9 @@ pub enum Command {
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Rebuild TensorRT engines even when their inputs and settings are unchanged.
+        #[arg(long)]
+        force: bool,
     },
     /// Calibrate INT8 on the recipe's images: the pipeline of `compile` with int8 as the only precision
     /// (simplified and fused graphs, Q/DQ INT8 graph, calibration.cache, scales.json, accuracy, manifest).
@@ -198,6 +202,20 @@ pub enum BenchCommand {
         #[command(flatten)]
         args: serve::BenchArgs,
     },
+    /// A TensorRT engine's latency (median, p90, p99) and throughput over N runs after warm-up, as
+    /// trtexec reports them (needs a build with feature `tensorrt`).
+    Engine {
+        engine: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Replay the inference as a captured CUDA graph (static input shapes only).
+        #[arg(long)]
+        cuda_graph: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -216,11 +234,14 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Compile { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json, false)
-        }
+        Command::Compile {
+            recipe,
+            out,
+            json,
+            force,
+        } => compile::run(recipe.as_deref(), out.as_deref(), json, false, force),
         Command::Calibrate { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json, true)
+            compile::run(recipe.as_deref(), out.as_deref(), json, true, false)
         }
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
         Command::Simplify {
@@ -297,5 +318,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => bench_fuse::fuse(&model, runs, &python, json),
         Command::Serve { args } => serve::run(args),
         Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
+        Command::Bench(BenchCommand::Engine {
+            engine,
+            runs,
+            warmup,
+            cuda_graph,
+            json,
+        }) => bench_engine::run(&engine, runs, warmup, cuda_graph, json),
     }
 }
