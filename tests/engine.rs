@@ -120,6 +120,7 @@ fn build_writes_engine_and_manifest_then_skips_until_inputs_change_or_forced() {
     assert_eq!(m.platform.device.name, "Orin");
     assert_eq!(m.platform.jetpack.as_deref(), Some("6.2"));
     assert_eq!(m.settings.workspace_mib, 1024);
+    assert_eq!(m.outputs, vec!["aux".to_string(), "out".to_string()]);
     assert_eq!(m.settings.profile.opt, vec![1, 3, 128, 256]);
     let (_, graph_hash) = ocrnet_edge::fsutil::hash_file(&out.join("model.fused.onnx")).unwrap();
     assert_eq!(m.inputs.onnx[0].blake3, graph_hash);
@@ -353,6 +354,89 @@ fn asking_for_tensorrt_without_it_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("bench engine needs a build with TensorRT"),
+        "{stderr}"
+    );
+}
+
+fn ocrnet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `agree` is what the Jetson smoke test gates each engine with; here both sides run on the CPU.
+#[test]
+fn agree_passes_a_model_against_itself_and_fails_below_min() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sample = root.join("models/sample/model.onnx");
+    let images = root.join("calibration/sample/leftImg8bit/val");
+    let (s, i) = (sample.to_str().unwrap(), images.to_str().unwrap());
+    let out = ocrnet(&[
+        "agree",
+        s,
+        "--backend",
+        "cpu",
+        "--reference",
+        s,
+        "--images",
+        i,
+        "--limit",
+        "2",
+        "--min",
+        "0.999",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["images"], 2);
+    assert_eq!(v["agreement"], 1.0);
+    assert_eq!(v["pass"], true);
+
+    // Another network (the 64x128 fixture) disagrees on most pixels: exit 1, and the reason on stderr.
+    let other = fixture("legacy_static_opset11");
+    let out = ocrnet(&[
+        "agree",
+        s,
+        "--backend",
+        "cpu",
+        "--reference",
+        other.to_str().unwrap(),
+        "--images",
+        i,
+        "--limit",
+        "1",
+        "--min",
+        "0.99",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("below --min 0.99"), "{stderr}");
+}
+
+#[cfg(not(feature = "tensorrt"))]
+#[test]
+fn run_and_agree_on_trt_without_tensorrt_say_what_is_missing() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let image = root.join(
+        "calibration/sample/leftImg8bit/val/frankfurt/frankfurt_000000_000057_leftImg8bit.png",
+    );
+    let out = ocrnet(&[
+        "run",
+        "--backend",
+        "trt",
+        "model.fp16.engine",
+        "--input",
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'trt' backend is not in this build"),
         "{stderr}"
     );
 }

@@ -1,11 +1,13 @@
 //! Command-line flags and the dispatch to each command. Commands print; the library does the work.
 
+mod agree;
 mod bench;
 mod bench_engine;
 mod bench_exec;
 mod bench_fuse;
 mod compile;
 mod model_cmds;
+mod run_backend;
 mod run_cmd;
 mod serve;
 
@@ -95,9 +97,12 @@ pub enum Command {
         #[command(flatten)]
         external: ExternalArgs,
     },
-    /// Run one image or .npy tensor through the CPU executor.
+    /// Run one image or .npy tensor through the CPU executor (or, with --backend trt, a TensorRT engine).
     Run {
         model: PathBuf,
+        /// cpu: MODEL is an ONNX graph; trt: MODEL is an engine built by `compile` (feature `tensorrt`).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: ocrnet_edge::runtime::BackendKind,
         /// A PNG/JPEG image (HRNet preprocessing applied) or a .npy NCHW float32 tensor (used as is).
         #[arg(long)]
         input: PathBuf,
@@ -113,6 +118,31 @@ pub enum Command {
         /// Simulate FP16 storage of every tensor and weight.
         #[arg(long)]
         fp16: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pixel agreement of MODEL on --backend against REFERENCE on --reference-backend over the images under
+    /// --images (e.g. a TensorRT engine against the CPU executor); exits 1 below --min.
+    Agree {
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "trt")]
+        backend: ocrnet_edge::runtime::BackendKind,
+        #[arg(long)]
+        reference: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        reference_backend: ocrnet_edge::runtime::BackendKind,
+        /// A folder of PNG/JPEG images (searched recursively).
+        #[arg(long)]
+        images: PathBuf,
+        /// Use at most this many images, spread over the sub-folders.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The lowest acceptable agreement (0..=1).
+        #[arg(long)]
+        min: Option<f64>,
+        /// CPU backend threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         #[arg(long)]
         json: bool,
     },
@@ -244,6 +274,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             compile::run(recipe.as_deref(), out.as_deref(), json, true, false)
         }
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
+        Command::Agree {
+            model,
+            backend,
+            reference,
+            reference_backend,
+            images,
+            limit,
+            min,
+            threads,
+            json,
+        } => agree::run(agree::AgreeArgs {
+            model: &model,
+            backend,
+            reference: &reference,
+            reference_backend,
+            images: &images,
+            limit,
+            min,
+            threads,
+            json,
+        }),
         Command::Simplify {
             model,
             output,
@@ -265,12 +316,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => model_cmds::convert(&model, &output, &external),
         Command::Run {
             model,
+            backend,
             input,
             output,
             logits,
             threads,
             fp16,
             json,
+        } if backend != ocrnet_edge::runtime::BackendKind::Cpu => {
+            run_backend::run(run_backend::Args {
+                model: &model,
+                backend,
+                input: &input,
+                output: output.as_deref(),
+                logits: logits.as_deref(),
+                threads,
+                fp16,
+                json,
+            })
+        }
+        Command::Run {
+            model,
+            input,
+            output,
+            logits,
+            threads,
+            fp16,
+            json,
+            ..
         } => run_cmd::run(run_cmd::RunArgs {
             model: &model,
             input: &input,
