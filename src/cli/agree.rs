@@ -31,8 +31,10 @@ pub fn run(a: AgreeArgs<'_>) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let open = |kind, path: &Path| {
-        runtime::open(kind, path, options)
-            .with_context(|| format!("opening {} on the {kind:?} backend", path.display()))
+        runtime::open(kind, path, options).with_context(|| {
+            let kind = format!("{kind:?}").to_lowercase();
+            format!("opening {} on the {kind} backend", path.display())
+        })
     };
     let model = open(a.backend, a.model)?;
     let reference = open(a.reference_backend, a.reference)?;

@@ -33,11 +33,8 @@ pub fn run(a: Args<'_>) -> anyhow::Result<ExitCode> {
         },
     )
     .with_context(|| {
-        format!(
-            "opening {} on the {:?} backend",
-            a.model.display(),
-            a.backend
-        )
+        let kind = format!("{:?}", a.backend).to_lowercase();
+        format!("opening {} on the {kind} backend", a.model.display())
     })?;
     let is_npy = a
         .input
