@@ -56,3 +56,30 @@ pub enum EngineError {
 
 /// Whether this binary can build and run engines.
 pub const AVAILABLE: bool = cfg!(feature = "tensorrt");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_errors_carry_the_hint_on_their_own_line() {
+        let e = EngineError::Build {
+            onnx: PathBuf::from("out/model.fp16.onnx"),
+            message: "Error Code 2: OutOfMemory".into(),
+            hint: Some("lower engine.workspace_mib".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "building an engine from out/model.fp16.onnx: Error Code 2: OutOfMemory\nhint: lower engine.workspace_mib"
+        );
+        let e = EngineError::Build {
+            onnx: PathBuf::from("m.onnx"),
+            message: "parse failed".into(),
+            hint: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "building an engine from m.onnx: parse failed"
+        );
+    }
+}

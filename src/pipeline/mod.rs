@@ -132,6 +132,7 @@ pub fn compile_with(
     };
     let mut manifest = Manifest::new();
     manifest.recipe = Some(FileEntry::of_text(recipe.source_name.clone(), &recipe.text));
+    let engine_stage = engines::Stage::start()?;
 
     progress.stage("loading model");
     let t = Instant::now();
@@ -235,7 +236,7 @@ pub fn compile_with(
         SIMPLIFIED_MODEL
     };
     let t = Instant::now();
-    let engines = engines::build(recipe, &out_dir, fp32_graph, options, progress)?;
+    let engines = engine_stage.build(recipe, &out_dir, fp32_graph, options, progress)?;
     if !engines.is_empty() {
         manifest.step("engines", t.elapsed().as_secs_f64(), &engines);
         artifacts.extend(engines::artifacts(&engines));
