@@ -251,9 +251,11 @@ pub fn plan(recipe: &Recipe, out_dir: &Path, fp32_graph: &str) -> Vec<EngineJob>
         .unwrap_or_else(|| out_dir.join(TIMING_CACHE));
     let profile = Profile::from_range(&recipe.input_name, &recipe.shapes);
     let cache = out_dir.join(CALIBRATION_CACHE);
+    // Only precisions whose graph this run makes (`calibrate` narrows `precisions` to int8 after validation).
+    let made = |p: &Precision| *p == Precision::Fp32 || recipe.file.precisions.contains(p);
     [Precision::Fp32, Precision::Fp16, Precision::Int8]
         .into_iter()
-        .filter(|p| wanted.contains(p))
+        .filter(|p| wanted.contains(p) && made(p))
         .map(|precision| {
             let graph = match (typing, precision) {
                 (Typing::StronglyTyped, Precision::Fp16) => FP16_MODEL,
@@ -416,6 +418,13 @@ mod tests {
             Some(out.join("calibration.cache"))
         );
         assert_eq!(jobs[0].calibration_cache, None);
+
+        // `calibrate` makes only the INT8 graph: no FP16 engine is planned even when asked for.
+        let mut r = recipe("engine: {precisions: [fp16, int8]}\n").unwrap();
+        r.file.precisions = vec![Precision::Int8];
+        let jobs = plan(&r, out, "model.fused.onnx");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].settings.precision, Precision::Int8);
     }
 
     #[test]

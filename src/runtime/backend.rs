@@ -1,5 +1,6 @@
 //! Backends run a segmentation model on one input: the CPU executor here, TensorRT engines
-//! (`engine::trt::TrtBackend`) in a build with feature `tensorrt`. `run` and the daemon pick one by name and use it through this trait.
+//! (`engine::trt::TrtBackend`) in a build with feature `tensorrt`. `run` and the daemon pick one by name
+//! and use it through this trait.
 
 use crate::data;
 use crate::exec::{ExecOptions, Executor};
