@@ -7,11 +7,18 @@ use std::process::Command;
 fn main() {
     onnx_proto();
     ocr_cpp();
+    // Static libraries link in the order they are announced, so users come before what they use:
+    // TensorRT bridge -> plugins -> CUDA kernels -> CUDA runtime -> TensorRT's shared libraries.
+    let tensorrt = std::env::var_os("CARGO_FEATURE_TENSORRT").is_some();
+    if tensorrt {
+        trt_bridge();
+        ocr_plugins();
+    }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         ocr_cuda();
     }
-    if std::env::var_os("CARGO_FEATURE_TENSORRT").is_some() {
-        ocr_plugins();
+    if tensorrt {
+        trt_link();
     }
 }
 
@@ -149,19 +156,10 @@ fn ocr_cuda() {
 }
 
 /// Feature `tensorrt`: the IPluginV3 plugin classes and creators of `cpp/plugin`, compiled against the TensorRT
-/// headers in `TENSORRT_INCLUDE_DIR` (no TensorRT library: they use interfaces and plain structs). Registering
-/// the creators with a TensorRT registry at start-up is the TensorRT backend's job.
+/// headers in `TENSORRT_INCLUDE_DIR` (no TensorRT library: they use interfaces and plain structs). The bridge
+/// (`cpp/trt/trtCommon.cpp`) registers the creators with TensorRT's registry before a build or a load.
 fn ocr_plugins() {
-    println!("cargo:rerun-if-env-changed=TENSORRT_INCLUDE_DIR");
-    let include = std::env::var("TENSORRT_INCLUDE_DIR").expect(
-        "feature `tensorrt` needs TENSORRT_INCLUDE_DIR (the folder holding NvInferRuntime.h)",
-    );
-    let nvcc = find_nvcc();
-    let cuda_include = nvcc
-        .parent()
-        .and_then(Path::parent)
-        .expect("nvcc lives in <cuda>/bin")
-        .join("include");
+    let (include, cuda_include) = trt_includes();
     // cxx_build hands out its cc::Build (Cargo.toml gets no extra build-dependency); no bridge is passed, so no
     // cxx-generated code is in this library.
     let mut build = cxx_build::bridges(std::iter::empty::<&str>());
@@ -184,4 +182,57 @@ fn ocr_plugins() {
     }
     println!("cargo:rerun-if-changed=cpp/plugin");
     build.compile("ocrnet_plugins");
+}
+
+/// `TENSORRT_INCLUDE_DIR` (required with feature `tensorrt`) and the CUDA include folder beside nvcc.
+fn trt_includes() -> (String, PathBuf) {
+    println!("cargo:rerun-if-env-changed=TENSORRT_INCLUDE_DIR");
+    let include = std::env::var("TENSORRT_INCLUDE_DIR").expect(
+        "feature `tensorrt` needs TENSORRT_INCLUDE_DIR (the folder holding NvInfer.h and NvOnnxParser.h)",
+    );
+    let cuda_include = find_nvcc()
+        .parent()
+        .and_then(Path::parent)
+        .expect("nvcc lives in <cuda>/bin")
+        .join("include");
+    (include, cuda_include)
+}
+
+/// Feature `tensorrt`: the builder/runtime shims of `cpp/trt`, bridged with cxx (`src/engine/ffi.rs`).
+fn trt_bridge() {
+    let (include, cuda_include) = trt_includes();
+    let mut build = cxx_build::bridge("src/engine/ffi.rs");
+    build
+        .std("c++17")
+        .flag("-isystem")
+        .flag(&include)
+        .flag("-isystem")
+        .flag(cuda_include.to_str().expect("UTF-8 CUDA path"))
+        .flag_if_supported("-Wall")
+        .flag_if_supported("-Wextra");
+    for src in [
+        "trtCommon.cpp",
+        "trtBuilder.cpp",
+        "trtCalibrator.cpp",
+        "trtRuntime.cpp",
+    ] {
+        build.file(Path::new("cpp/trt").join(src));
+    }
+    println!("cargo:rerun-if-changed=src/engine/ffi.rs");
+    println!("cargo:rerun-if-changed=cpp/trt");
+    build.compile("ocrnet_trt");
+}
+
+/// TensorRT's libraries, from `TENSORRT_LIB_DIR` or the linker's default paths (a Jetson has them in
+/// /usr/lib/aarch64-linux-gnu).
+fn trt_link() {
+    println!("cargo:rerun-if-env-changed=TENSORRT_LIB_DIR");
+    if let Some(dir) = std::env::var_os("TENSORRT_LIB_DIR") {
+        println!(
+            "cargo:rustc-link-search=native={}",
+            Path::new(&dir).display()
+        );
+    }
+    println!("cargo:rustc-link-lib=dylib=nvinfer");
+    println!("cargo:rustc-link-lib=dylib=nvonnxparser");
 }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Compile-checks the TensorRT plugin library against TensorRT headers (no TensorRT library needed), builds
-# libocrnet_plugins.so and the plugin harness, and runs the harness: host checks everywhere, enqueue on the GPU
-# when there is one.
+# Compile-checks the TensorRT code against TensorRT headers (no TensorRT library needed):
+#   1. the engine builder/runtime bridge (cpp/trt + src/engine, feature `tensorrt`): `cargo check --features
+#      tensorrt`, which compiles the C++ shims to objects and type-checks the Rust side (nothing is linked), then
+#      a strict -Werror syntax pass over cpp/trt with the cxx-generated headers;
+#   2. the plugin library: builds libocrnet_plugins.so and the plugin harness, and runs the harness (host
+#      checks everywhere, enqueue on the GPU when there is one).
+# Set OCRNET_CHECK_PLUGINS=0 to run only step 1.
 #
 #   TENSORRT_INCLUDE_DIR=/path/to/TensorRT/include scripts/check-tensorrt.sh     # one header set
 #   scripts/check-tensorrt.sh                                                    # every cached header set
@@ -10,6 +14,8 @@
 #   ${OCRNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocrnet-edge}/tensorrt-<version>/include
 # e.g. from a clone of NVIDIA/TensorRT (Apache-2.0):
 #   git -C TensorRT archive release/10.3 include | tar -x -C "$cache/tensorrt-10.3"
+# The ONNX parser header (NvOnnxParser.h) ships apart from NVIDIA/TensorRT's include/ for some releases: take it
+# from onnx/onnx-tensorrt (NvOnnxParser.h at the repository root, the branch of that release).
 # With neither, it says so and exits 0: the default (CPU) crate needs none of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,18 +35,45 @@ if [ ${#sets[@]} -eq 0 ]; then
     exit 0
 fi
 
-kernels=target/cuda
-[ -f "$kernels/libocrnet_kernels.a" ] || scripts/build-cuda.sh "$kernels"
 if [ -z "${NVCC:-}" ]; then
     if command -v nvcc >/dev/null 2>&1; then NVCC=$(command -v nvcc)
     elif [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then NVCC="$CUDA_HOME/bin/nvcc"
     else NVCC=$(scripts/install-nvcc.sh | tail -n1)
     fi
 fi
+export NVCC
 cuda_root=$(dirname "$(dirname "$NVCC")")
 cuda_lib="$cuda_root/lib64"
 [ -f "$cuda_lib/libcudart_static.a" ] || cuda_lib="$cuda_root/lib"
 CXX=${CXX:-g++}
+check_plugins=${OCRNET_CHECK_PLUGINS:-1}
+kernels=target/cuda
+if [ "$check_plugins" != 0 ] && [ ! -f "$kernels/libocrnet_kernels.a" ]; then
+    scripts/build-cuda.sh "$kernels"
+fi
+
+# Step 1: cpp/trt and src/engine against one header set. cargo check runs build.rs, which compiles cpp/trt (and
+# the plugins and kernels) to objects; the generated cxx headers it leaves are reused for the -Werror pass.
+check_bridge() {
+    local inc=$1 ver=$2
+    if [ ! -f "$inc/NvOnnxParser.h" ]; then
+        echo "check-tensorrt: $inc has no NvOnnxParser.h (cpp/trt needs the ONNX parser); see the header of this script" >&2
+        return 1
+    fi
+    echo "-- cargo check --features tensorrt (TensorRT $ver)"
+    TENSORRT_INCLUDE_DIR="$inc" cargo check --quiet --features tensorrt --message-format short || return 1
+    local gen
+    gen=$(find target/debug/build -path '*/out/cxxbridge/include/ocrnet-edge/src/engine/ffi.rs.h' \
+        -printf '%T@ %p\n' 2>/dev/null | sort -nr | head -n1 | cut -d' ' -f2-)
+    [ -n "$gen" ] || { echo "check-tensorrt: no cxx-generated src/engine/ffi.rs.h under target/debug/build" >&2; return 1; }
+    local root=${gen%/include/ocrnet-edge/src/engine/ffi.rs.h}
+    echo "-- g++ -fsyntax-only -Werror cpp/trt (TensorRT $ver)"
+    local f
+    for f in cpp/trt/*.cpp; do
+        "$CXX" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -isystem "$inc" -isystem "$cuda_root/include" \
+            -I "$root/include" -I "$root/crate" "$f" || return 1
+    done
+}
 
 status=0
 for inc in "${sets[@]}"; do
@@ -50,6 +83,8 @@ for inc in "${sets[@]}"; do
     out="target/tensorrt-${ver:-unknown}"
     mkdir -p "$out"
     echo "== TensorRT $ver headers: $inc"
+    check_bridge "$inc" "$ver" || { echo "check-tensorrt: cpp/trt FAILED against TensorRT $ver" >&2; status=1; }
+    [ "$check_plugins" != 0 ] || continue
     flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -isystem "$inc" -isystem "$cuda_root/include")
     objs=()
     for src in cpp/plugin/common/ocrPluginCommon.cpp cpp/plugin/ocrSpatialGatherPlugin/ocrSpatialGatherPlugin.cpp \

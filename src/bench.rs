@@ -101,56 +101,95 @@ pub fn repeat(
         .collect()
 }
 
-/// Latency over repeated runs of one operation, as trtexec prints it: percentiles by nearest rank.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Latency {
+/// Latency figures over repeated timed calls, as trtexec reports them: mean, median, p90, p99, min, max
+/// (milliseconds) and the throughput the calls sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct LatencyStats {
     pub runs: usize,
+    pub min_ms: f64,
+    pub max_ms: f64,
     pub mean_ms: f64,
     pub median_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
+    /// Calls per second of wall time: runs ÷ the wall time they took together (not 1000 ÷ mean, which
+    /// ignores the gaps between calls).
+    pub throughput_per_s: f64,
 }
 
-impl Latency {
-    /// `None` for no samples.
-    pub fn of(samples: &[std::time::Duration]) -> Option<Latency> {
-        if samples.is_empty() {
+impl LatencyStats {
+    /// Stats of `samples_ms` (one latency per call, any order) that took `wall_s` seconds in all.
+    /// `None` when there are no samples or a sample is not a finite non-negative number.
+    pub fn of(samples_ms: &[f64], wall_s: f64) -> Option<Self> {
+        if samples_ms.is_empty() || samples_ms.iter().any(|v| !v.is_finite() || *v < 0.0) {
             return None;
         }
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least p of the samples at or below it.
-        let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-        Some(Latency {
-            runs: ms.len(),
-            mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-            median_ms: pct(0.5),
-            p90_ms: pct(0.9),
-            p99_ms: pct(0.99),
-            min_ms: ms[0],
-            max_ms: ms[ms.len() - 1],
+        let mut s = samples_ms.to_vec();
+        s.sort_by(f64::total_cmp);
+        Some(LatencyStats {
+            runs: s.len(),
+            min_ms: s[0],
+            max_ms: s[s.len() - 1],
+            mean_ms: s.iter().sum::<f64>() / s.len() as f64,
+            median_ms: percentile_sorted(&s, 50.0),
+            p90_ms: percentile_sorted(&s, 90.0),
+            p99_ms: percentile_sorted(&s, 99.0),
+            throughput_per_s: if wall_s > 0.0 {
+                s.len() as f64 / wall_s
+            } else {
+                f64::NAN
+            },
         })
     }
 }
 
+/// The `p`-th percentile (0..=100) of ascending `sorted` by the nearest-rank rule trtexec uses: the
+/// smallest sample with at least p% of the samples at or below it. The median of an even count is the
+/// lower middle sample. NaN for an empty slice.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let p = p.clamp(0.0, 100.0);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 #[cfg(test)]
-mod latency_tests {
-    use super::Latency;
-    use std::time::Duration;
+mod tests {
+    use super::*;
 
     #[test]
     fn nearest_rank_percentiles() {
-        // 1..=100 ms: the p-th percentile by nearest rank is p ms.
-        let d: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
-        let l = Latency::of(&d).unwrap();
-        assert_eq!((l.median_ms, l.p90_ms, l.p99_ms), (50.0, 90.0, 99.0));
-        assert_eq!((l.min_ms, l.max_ms, l.runs), (1.0, 100.0, 100));
-        assert!((l.mean_ms - 50.5).abs() < 1e-9);
-        // Three samples: median is the middle one, p90 and p99 the largest.
-        let l = Latency::of(&[3, 1, 2].map(Duration::from_millis)).unwrap();
-        assert_eq!((l.median_ms, l.p90_ms, l.p99_ms), (2.0, 3.0, 3.0));
-        assert!(Latency::of(&[]).is_none());
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile_sorted(&v, 50.0), 50.0);
+        assert_eq!(percentile_sorted(&v, 90.0), 90.0);
+        assert_eq!(percentile_sorted(&v, 99.0), 99.0);
+        assert_eq!(percentile_sorted(&v, 100.0), 100.0);
+        assert_eq!(percentile_sorted(&v, 0.0), 1.0);
+        // Ten samples: p99 is the largest, the median the lower middle one.
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile_sorted(&ten, 99.0), 10.0);
+        assert_eq!(percentile_sorted(&ten, 50.0), 5.0);
+        assert_eq!(percentile_sorted(&[7.0], 90.0), 7.0);
+        assert!(percentile_sorted(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn latency_stats_sort_their_samples() {
+        let s = LatencyStats::of(&[4.0, 1.0, 3.0, 2.0], 0.5).unwrap();
+        assert_eq!(s.runs, 4);
+        assert_eq!((s.min_ms, s.max_ms), (1.0, 4.0));
+        assert_eq!(s.mean_ms, 2.5);
+        assert_eq!(s.median_ms, 2.0);
+        assert_eq!(s.p90_ms, 4.0);
+        assert_eq!(s.p99_ms, 4.0);
+        assert_eq!(s.throughput_per_s, 8.0);
+        assert!(LatencyStats::of(&[], 1.0).is_none());
+        assert!(LatencyStats::of(&[1.0, f64::NAN], 1.0).is_none());
+        assert!(LatencyStats::of(&[1.0], 0.0)
+            .unwrap()
+            .throughput_per_s
+            .is_nan());
     }
 }

@@ -29,7 +29,7 @@ pub struct Tool {
 }
 
 /// A file and its content hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FileEntry {
     pub path: String,
     pub bytes: u64,

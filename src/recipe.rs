@@ -41,6 +41,17 @@ pub enum Precision {
     Int8,
 }
 
+impl Precision {
+    /// As recipes, file names and the command line write it: `fp32`, `fp16`, `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
 /// The recipe as written in YAML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +78,10 @@ pub struct RecipeFile {
     /// The regression gate of `ocrnet-edge report` (limits in mIoU points; flags override them).
     #[serde(default)]
     pub report: Option<crate::report::Thresholds>,
+    /// TensorRT engine builds (feature `tensorrt`): workspace cap, optimisation level, timing cache, legacy
+    /// mode, which precisions. See [`crate::engine::settings::EngineSpec`].
+    #[serde(default)]
+    pub engine: crate::engine::settings::EngineSpec,
 }
 
 /// The network input: its name and either one static shape or a min/opt/max range for dynamic models.
@@ -173,6 +188,8 @@ pub struct Recipe {
     /// Whether `compile` measures each precision's accuracy on the calibration data's `val` split (true
     /// from a file; `report`, which measures it itself, turns it off).
     pub measure_accuracy: bool,
+    /// `engine.timing_cache` resolved against the recipe's folder (`None`: in the output folder).
+    pub engine_timing_cache: Option<PathBuf>,
 }
 
 impl Recipe {
@@ -242,6 +259,7 @@ impl Recipe {
                 field(&format!("report.{name}"), message.to_string())
             })?;
         }
+        crate::engine::settings::validate(&file).map_err(|(f, m)| field(f, m))?;
         Ok(Recipe {
             measure_accuracy: true,
             source_name: source_name.to_string(),
@@ -251,6 +269,11 @@ impl Recipe {
             shapes,
             calibration_data: file.calibration.as_ref().map(|c| clean(base.join(&c.data))),
             output_dir: clean(base.join(&file.output_dir)),
+            engine_timing_cache: file
+                .engine
+                .timing_cache
+                .as_ref()
+                .map(|p| clean(base.join(p))),
             file,
         })
     }

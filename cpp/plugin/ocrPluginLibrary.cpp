@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/ocrPluginCommon.h"
+#include "ocrPluginLibrary.h"
 #include "ocrObjectAttentionPlugin/ocrObjectAttentionPlugin.h"
 #include "ocrSpatialGatherPlugin/ocrSpatialGatherPlugin.h"
 

@@ -24,6 +24,7 @@ pub fn run(
     out: Option<&Path>,
     json: bool,
     int8_only: bool,
+    force_engines: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut recipe = match recipe {
         Some(path) => Recipe::load(path)?,
@@ -37,7 +38,8 @@ pub fn run(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let result = pipeline::compile(&recipe, out, &Spinner(bar.clone()));
+    let options = pipeline::CompileOptions { force_engines };
+    let result = pipeline::compile_with(&recipe, out, &Spinner(bar.clone()), options);
     bar.finish_and_clear();
     let report = result.with_context(|| format!("compiling {}", recipe.source_name))?;
     if json {
@@ -89,6 +91,18 @@ pub fn run(
                     p.agreement_with_fp32
                 );
             }
+        }
+        for e in &report.engines {
+            println!(
+                "engine {}: {} ({}, {:.1} s)",
+                ocrnet_edge::engine::settings::precision_name(e.precision),
+                e.engine.display(),
+                match e.outcome {
+                    ocrnet_edge::engine::Outcome::Built => "built",
+                    ocrnet_edge::engine::Outcome::UpToDate => "up to date, not rebuilt",
+                },
+                e.seconds
+            );
         }
         for a in &report.artifacts {
             println!("wrote {}", report.out_dir.join(a).display());

@@ -1,11 +1,14 @@
 //! Command-line flags and the dispatch to each command. Commands print; the library does the work.
 
+mod agree;
 mod bench;
+mod bench_engine;
 mod bench_exec;
 mod bench_fuse;
 mod compile;
 mod model_cmds;
 mod report_cmd;
+mod run_backend;
 mod run_cmd;
 mod serve;
 
@@ -41,6 +44,9 @@ pub enum Command {
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Rebuild TensorRT engines even when their inputs and settings are unchanged.
+        #[arg(long)]
+        force: bool,
     },
     /// Calibrate INT8 on the recipe's images: the pipeline of `compile` with int8 as the only precision
     /// (simplified and fused graphs, Q/DQ INT8 graph, calibration.cache, scales.json, accuracy, manifest).
@@ -92,9 +98,12 @@ pub enum Command {
         #[command(flatten)]
         external: ExternalArgs,
     },
-    /// Run one image or .npy tensor through the CPU executor.
+    /// Run one image or .npy tensor through the CPU executor (or, with --backend trt, a TensorRT engine).
     Run {
         model: PathBuf,
+        /// cpu: MODEL is an ONNX graph; trt: MODEL is an engine built by `compile` (feature `tensorrt`).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: ocrnet_edge::runtime::BackendKind,
         /// A PNG/JPEG image (HRNet preprocessing applied) or a .npy NCHW float32 tensor (used as is).
         #[arg(long)]
         input: PathBuf,
@@ -118,6 +127,31 @@ pub enum Command {
     Report {
         #[command(flatten)]
         args: report_cmd::ReportArgs,
+    },
+    /// Pixel agreement of MODEL on --backend against REFERENCE on --reference-backend over the images under
+    /// --images (e.g. a TensorRT engine against the CPU executor); exits 1 below --min.
+    Agree {
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "trt")]
+        backend: ocrnet_edge::runtime::BackendKind,
+        #[arg(long)]
+        reference: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        reference_backend: ocrnet_edge::runtime::BackendKind,
+        /// A folder of PNG/JPEG images (searched recursively).
+        #[arg(long)]
+        images: PathBuf,
+        /// Use at most this many images, spread over the sub-folders.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The lowest acceptable agreement (0..=1).
+        #[arg(long)]
+        min: Option<f64>,
+        /// CPU backend threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmarks, each next to its peer measured in the same run.
     #[command(subcommand)]
@@ -205,6 +239,20 @@ pub enum BenchCommand {
         #[command(flatten)]
         args: serve::BenchArgs,
     },
+    /// A TensorRT engine's latency (median, p90, p99) and throughput over N runs after warm-up, as
+    /// trtexec reports them (needs a build with feature `tensorrt`).
+    Engine {
+        engine: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Replay the inference as a captured CUDA graph (static input shapes only).
+        #[arg(long)]
+        cuda_graph: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -223,13 +271,37 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Compile { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json, false)
-        }
+        Command::Compile {
+            recipe,
+            out,
+            json,
+            force,
+        } => compile::run(recipe.as_deref(), out.as_deref(), json, false, force),
         Command::Calibrate { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json, true)
+            compile::run(recipe.as_deref(), out.as_deref(), json, true, false)
         }
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
+        Command::Agree {
+            model,
+            backend,
+            reference,
+            reference_backend,
+            images,
+            limit,
+            min,
+            threads,
+            json,
+        } => agree::run(agree::AgreeArgs {
+            model: &model,
+            backend,
+            reference: &reference,
+            reference_backend,
+            images: &images,
+            limit,
+            min,
+            threads,
+            json,
+        }),
         Command::Simplify {
             model,
             output,
@@ -251,12 +323,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => model_cmds::convert(&model, &output, &external),
         Command::Run {
             model,
+            backend,
             input,
             output,
             logits,
             threads,
             fp16,
             json,
+        } if backend != ocrnet_edge::runtime::BackendKind::Cpu => {
+            run_backend::run(run_backend::Args {
+                model: &model,
+                backend,
+                input: &input,
+                output: output.as_deref(),
+                logits: logits.as_deref(),
+                threads,
+                fp16,
+                json,
+            })
+        }
+        Command::Run {
+            model,
+            input,
+            output,
+            logits,
+            threads,
+            fp16,
+            json,
+            ..
         } => run_cmd::run(run_cmd::RunArgs {
             model: &model,
             input: &input,
@@ -305,5 +399,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { args } => serve::run(args),
         Command::Report { args } => report_cmd::run(args),
         Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
+        Command::Bench(BenchCommand::Engine {
+            engine,
+            runs,
+            warmup,
+            cuda_graph,
+            json,
+        }) => bench_engine::run(&engine, runs, warmup, cuda_graph, json),
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod engines;
 pub mod precision;
 
 /// The simplified model's file name in the output folder: standard ONNX, runnable by onnxruntime.
@@ -74,6 +75,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 /// What `compile` did, for the terminal or `--json`.
@@ -88,6 +91,15 @@ pub struct CompileReport {
     /// The fused graph against the unfused one on a probe input (`None` when not run).
     pub verify: Option<crate::exec::verify::Agreement>,
     pub precision: precision::PrecisionReport,
+    /// TensorRT engines built or found up to date (empty in a build without feature `tensorrt`).
+    pub engines: Vec<crate::engine::EngineReport>,
+}
+
+/// Choices of a `compile` run that are not in the recipe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Rebuild TensorRT engines even when their inputs are unchanged.
+    pub force_engines: bool,
 }
 
 /// Observes pipeline progress (the CLI shows a spinner; tests pass a no-op).
@@ -103,6 +115,16 @@ pub fn compile(
     out_dir: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<CompileReport, PipelineError> {
+    compile_with(recipe, out_dir, progress, CompileOptions::default())
+}
+
+/// [`compile`] with options.
+pub fn compile_with(
+    recipe: &Recipe,
+    out_dir: Option<&Path>,
+    progress: &dyn Progress,
+    options: CompileOptions,
+) -> Result<CompileReport, PipelineError> {
     let out_dir = out_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| recipe.output_dir.clone());
@@ -112,6 +134,7 @@ pub fn compile(
     };
     let mut manifest = Manifest::new();
     manifest.recipe = Some(FileEntry::of_text(recipe.source_name.clone(), &recipe.text));
+    let engine_stage = engines::Stage::start()?;
 
     progress.stage("loading model");
     let t = Instant::now();
@@ -207,6 +230,20 @@ pub fn compile(
         }
     }
     artifacts.extend(precision.artifacts.iter().cloned());
+
+    // TensorRT engines from the graphs just written (feature `tensorrt`; nothing otherwise).
+    let fp32_graph = if fused.is_some() {
+        FUSED_MODEL
+    } else {
+        SIMPLIFIED_MODEL
+    };
+    let t = Instant::now();
+    let engines = engine_stage.build(recipe, &out_dir, fp32_graph, options, progress)?;
+    if !engines.is_empty() {
+        manifest.step("engines", t.elapsed().as_secs_f64(), &engines);
+        artifacts.extend(engines::artifacts(&engines));
+    }
+
     for name in &artifacts {
         let path = out_dir.join(name);
         manifest
@@ -222,6 +259,7 @@ pub fn compile(
         fuse,
         verify,
         precision,
+        engines,
     })
 }
 

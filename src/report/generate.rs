@@ -3,7 +3,7 @@
 
 use super::evaluate::{self, EvalError, EvalOptions};
 use super::{html, markdown, DataInfo, Measured, Meta, Report, Thresholds};
-use crate::bench::Latency;
+use crate::bench::LatencyStats;
 use crate::data::cityscapes::{Dataset, DatasetError, CLASS_NAMES};
 use crate::data::ImageLimits;
 use crate::exec::ExecOptions;
@@ -165,7 +165,7 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
                 }),
             matrix: &eval.matrices[i],
             agreement_with_fp32: eval.agreement(i),
-            latency: latencies[i].clone(),
+            latency: latencies[i],
         })
         .collect();
     let meta = Meta {
@@ -222,18 +222,20 @@ fn time(
     b: &dyn Backend,
     input: &crate::tensor::Tensor,
     runs: usize,
-) -> Result<Latency, ReportError> {
+) -> Result<LatencyStats, ReportError> {
     for _ in 0..2 {
         b.infer(input.clone())?;
     }
     let mut samples = Vec::with_capacity(runs);
+    let wall = Instant::now();
     for _ in 0..runs {
         let x = input.clone();
         let t = Instant::now();
         b.infer(x)?;
-        samples.push(t.elapsed());
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(Latency::of(&samples).expect("runs > 0"))
+    // Infer calls take well over a nanosecond, so the wall time is positive and the stats defined.
+    Ok(LatencyStats::of(&samples, wall.elapsed().as_secs_f64()).expect("runs > 0"))
 }
 
 /// The model file of each precision, in `precisions`' order, and the name the report goes by.
@@ -244,6 +246,33 @@ fn models(
     progress: &dyn ReportProgress,
 ) -> Result<(String, Vec<PathBuf>), ReportError> {
     match &req.source {
+        Source::Recipe { recipe, artifacts } if req.backend == BackendKind::Trt => {
+            // Engines are built by `compile` in a TensorRT build; a report does not build them.
+            if !crate::engine::AVAILABLE {
+                return Err(BackendError::NotBuilt("trt").into());
+            }
+            let dir = artifacts.clone().unwrap_or_else(|| recipe.output_dir.clone());
+            let files: Vec<PathBuf> = precisions
+                .iter()
+                .map(|p| dir.join(crate::engine::settings::engine_file(*p)))
+                .collect();
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                return Err(ReportError::MissingArtifact {
+                    path: missing.clone(),
+                    hint: format!(
+                        "build the engines with `ocrnet-edge compile {}` in a TensorRT build (feature `tensorrt`)",
+                        recipe.source_name
+                    ),
+                });
+            }
+            Ok((recipe.source_name.clone(), files))
+        }
+        Source::Model(path) if req.backend == BackendKind::Trt && precisions.len() > 1 => {
+            Err(ReportError::Model {
+                model: path.clone(),
+                reason: "--backend trt runs a recipe's engines: pass the recipe (and --artifacts) instead of --model, or --precisions fp32 with an engine file as --model".into(),
+            })
+        }
         Source::Recipe { recipe, artifacts } => {
             let dir = artifacts
                 .clone()

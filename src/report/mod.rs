@@ -16,7 +16,7 @@ mod svg;
 pub use confusion::{ClassScores, ConfusionMatrix, IGNORE};
 pub use gate::{GateResult, Thresholds, Violation};
 
-use crate::bench::Latency;
+use crate::bench::LatencyStats;
 use crate::recipe::Precision;
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +67,7 @@ pub struct PrecisionResult {
     pub miou_delta_vs_fp32: f64,
     pub classes: Vec<ClassResult>,
     /// Of the backend that ran this precision, one image at a time after a warm-up.
-    pub latency: Option<Latency>,
+    pub latency: Option<LatencyStats>,
     /// Rows: ground truth; columns: prediction.
     pub confusion: Vec<Vec<u64>>,
 }
@@ -112,7 +112,7 @@ pub struct Measured<'a> {
     pub model: String,
     pub matrix: &'a ConfusionMatrix,
     pub agreement_with_fp32: f64,
-    pub latency: Option<Latency>,
+    pub latency: Option<LatencyStats>,
 }
 
 impl Report {
@@ -150,7 +150,7 @@ impl Report {
                     agreement_with_fp32: m.agreement_with_fp32,
                     miou_delta_vs_fp32: s.miou - reference.miou,
                     classes,
-                    latency: m.latency.clone(),
+                    latency: m.latency,
                     confusion: m.matrix.rows(),
                 }
             })
@@ -242,9 +242,5 @@ pub fn latency_note(r: &Report) -> Option<&'static str> {
 
 /// Precision names as the command line and the reports write them.
 pub fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::Fp32 => "fp32",
-        Precision::Fp16 => "fp16",
-        Precision::Int8 => "int8",
-    }
+    p.name()
 }

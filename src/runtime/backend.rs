@@ -1,5 +1,6 @@
-//! Backends run a segmentation model on one input: the CPU executor here, TensorRT engines when the
-//! `tensorrt` feature lands. `run` and the daemon pick one by name and use it through this trait.
+//! Backends run a segmentation model on one input: the CPU executor here, TensorRT engines
+//! (`engine::trt::TrtBackend`) in a build with feature `tensorrt`. `run` and the daemon pick one by name
+//! and use it through this trait.
 
 use crate::data;
 use crate::exec::{ExecOptions, Executor};
@@ -48,8 +49,22 @@ pub fn open(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match kind {
         BackendKind::Cpu => Ok(Box::new(CpuBackend::load(model, options)?)),
-        BackendKind::Trt => Err(BackendError::NotBuilt("trt")),
+        BackendKind::Trt => open_trt(model),
     }
+}
+
+/// A TensorRT engine (`model` is the serialized engine with its manifest beside it).
+#[cfg(feature = "tensorrt")]
+fn open_trt(model: &Path) -> Result<Box<dyn Backend>, BackendError> {
+    let options = crate::engine::trt::LoadOptions::default();
+    Ok(Box::new(crate::engine::trt::TrtBackend::load(
+        model, options,
+    )?))
+}
+
+#[cfg(not(feature = "tensorrt"))]
+fn open_trt(_model: &Path) -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::NotBuilt("trt"))
 }
 
 /// The CPU executor as a backend.

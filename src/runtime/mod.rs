@@ -1,5 +1,6 @@
 //! What every backend shares: the `Backend` trait, turning logits into a class map, and writing it.
 
+pub mod agreement;
 pub mod backend;
 pub mod postprocess;
 
