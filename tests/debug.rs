@@ -332,3 +332,66 @@ fn sensitivity_ranks_and_search_keeps_exactly_the_planted_node() {
     assert_eq!(again.exclude, r.exclude);
     assert_eq!(again.mixed, r.mixed);
 }
+
+/// The trained sample model (models/sample) under the default recipe: the search meets a 1-point budget
+/// on the val split. Debug builds run the executor slowly, so this measures on 5 of the 30 val images
+/// (every sixth) with 8 calibration images and one unit per HRNet block (~35 candidates); the 0.5-point
+/// search on the whole split is `ocrnet-edge calibrate --miou-budget 0.5`.
+#[test]
+fn search_meets_the_budget_on_the_trained_sample_model() {
+    use ocrnet_edge::debug::eval::load_split;
+    use ocrnet_edge::passes::{self, SimplifyOptions};
+    use ocrnet_edge::recipe::Recipe;
+
+    let mut recipe = Recipe::embedded_default().unwrap();
+    recipe.file.calibration.as_mut().unwrap().images = 8;
+    let mut model = ocrnet_edge::onnx::load(&recipe.model).unwrap();
+    passes::simplify(
+        &mut model,
+        &SimplifyOptions {
+            input_shapes: HashMap::from([(recipe.input_name.clone(), recipe.shapes.opt.clone())]),
+            write_value_info: true,
+        },
+    )
+    .unwrap();
+    let (table, _) = ocrnet_edge::pipeline::precision::calibrate(&recipe, &model, &()).unwrap();
+    let root = recipe.calibration_data.clone().unwrap();
+    let split = load_split(&root, "val", (128, 256), &recipe.input_name).unwrap();
+    assert_eq!(split.len(), 30);
+    let samples: Vec<EvalSample> = split.into_iter().step_by(6).collect();
+    let eval = Evaluator::new(&model, samples, 19, 0).unwrap();
+    let opts = SearchOptions {
+        by_block: true,
+        ..Default::default()
+    };
+    let (r, mixed) = debug::search(&model, &table, &eval, 1.0, &opts).unwrap();
+    eprintln!("{}", debug::search::describe_search(&r));
+    eprintln!(
+        "{}",
+        debug::search::describe_sensitivity(&r.sensitivity, 10)
+    );
+    assert!(r.met);
+    // All-INT8 misses the budget (the search had work to do); the result meets it.
+    assert!(r.fp32.miou - r.int8.miou > 0.01, "{:?}", r.int8);
+    assert!(r.fp32.miou - r.mixed.miou <= 0.01 + 1e-12, "{:?}", r.mixed);
+    assert!(!r.exclude.is_empty());
+    // The trained model scores like the full split's 0.35 on these images (loose: five images).
+    assert!(r.fp32.miou > 0.2 && r.fp32.miou < 0.6, "{:?}", r.fp32);
+    // Every excluded name is a node of the model, and the written graph leaves it unquantized.
+    for n in &r.exclude {
+        let node = mixed.graph.nodes.iter().find(|x| x.name() == n).unwrap();
+        assert!(
+            node.input.iter().all(|i| !i.ends_with("_dequantized")),
+            "{n}"
+        );
+    }
+    assert!(r.int8_flop_fraction > 0.0 && r.int8_flop_fraction <= r.int8_flop_fraction_all);
+    assert!(
+        r.int8_flop_fraction_all > 0.8,
+        "{}",
+        r.int8_flop_fraction_all
+    );
+    // Ranked: the gains never increase down the list.
+    let gains: Vec<f64> = r.sensitivity.units.iter().map(|u| u.miou_gain).collect();
+    assert!(gains.windows(2).all(|w| w[0] >= w[1]), "{gains:?}");
+}

@@ -46,6 +46,10 @@ pub struct DiffArgs {
     /// Worker threads per executor (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Also time one plain forward (no hook) of the FP32 graph and of each lowered graph on the first
+    /// input, for comparison with the diff's own time.
+    #[arg(long)]
+    baseline: bool,
     /// Write the error along the graph as an SVG line chart.
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -241,6 +245,26 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
     let opset = model.opset().unwrap_or(1);
     let mut reports: Vec<DiffReport> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    let mut baseline = serde_json::Map::new();
+    let forward = |name: &str, e: &Executor| -> anyhow::Result<(String, serde_json::Value)> {
+        let t = std::time::Instant::now();
+        let (_, stats) = e
+            .run_with_stats(compared[0].clone(), &[], None)
+            .with_context(|| format!("running the {name} graph"))?;
+        let secs = t.elapsed().as_secs_f64();
+        Ok((
+            format!(
+                "baseline: one {name} forward {secs:.2} s, peak activations {:.1} MiB",
+                stats.peak_activation_bytes as f64 / 1048576.0
+            ),
+            serde_json::json!({ "seconds": secs, "peak_activation_bytes": stats.peak_activation_bytes }),
+        ))
+    };
+    if a.baseline {
+        let (n, v) = forward("fp32", &reference)?;
+        notes.push(n);
+        baseline.insert("fp32".into(), v);
+    }
     for p in &a.precisions {
         let mut lowered = model.clone();
         match p.as_str() {
@@ -266,6 +290,11 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
         }
         let low =
             Executor::new(&lowered, opts).with_context(|| format!("preparing the {p} graph"))?;
+        if a.baseline {
+            let (n, v) = forward(p, &low)?;
+            notes.push(n);
+            baseline.insert(p.clone(), v);
+        }
         let mut o = DiffOptions::for_precision(p);
         if let Some(t) = a.threshold {
             o.threshold = t;
@@ -283,7 +312,7 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
-        let v = serde_json::json!({ "reports": reports, "notes": notes });
+        let v = serde_json::json!({ "reports": reports, "notes": notes, "baseline": baseline });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for n in &notes {

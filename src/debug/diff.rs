@@ -1,11 +1,12 @@
 //! `diff`: the FP32 graph and one lowered graph run side by side on the same inputs, every shared value
 //! compared as it is produced.
 //!
-//! Two threads each run one executor with a tensor hook that sends the float values both graphs produce
-//! (matched by name) into a bounded channel; the calling thread takes the FP32 values in production
-//! order, waits for the lowered partner of each (stashing the few the lowered graph produces out of
-//! order), compares and drops both. A producer that runs ahead blocks on its full channel, so at any time
-//! only a handful of compared tensors exist beside the two executors' own working sets.
+//! Two threads each run one executor with a tensor hook. The FP32 run's hook sends a copy of each float
+//! value both graphs produce (matched by name) into a bounded channel; the lowered run's hook takes, for
+//! each of its own values as it is produced, the FP32 copy of the same name (stashing the few the
+//! lowered graph asks for out of order), compares the two in place and drops the copy. The FP32 run
+//! blocks on the full channel when it is ahead, the lowered run waits in its hook when it is ahead, so
+//! at any time only a couple of FP32 copies exist beside the two executors' own working sets.
 
 use super::compare::{is_float, softmax_fp16_shift, TensorDiff};
 use super::DebugError;
@@ -44,7 +45,7 @@ impl DiffOptions {
             worst: 10,
             softmax_tv: 0.01,
             underflow: 1e-3,
-            in_flight: 2,
+            in_flight: 1,
         }
     }
 }
@@ -256,12 +257,16 @@ fn lockstep(
     softmax_shift: &mut HashMap<usize, f64>,
     opts: &DiffOptions,
 ) -> Result<(usize, usize), DebugError> {
-    let bound = opts.in_flight.max(1);
-    let (tx_ref, rx_ref) = sync_channel::<Msg>(bound);
-    let (tx_low, rx_low) = sync_channel::<Msg>(bound);
+    // The FP32 run sends copies of its values; the lowered run's hook compares each of its own values,
+    // in place, with the FP32 copy of the same name as it is produced, so only FP32 copies are ever in
+    // flight (the channel's bound, plus any the lowered graph asks for out of order).
+    let (tx, rx) = sync_channel::<Msg>(opts.in_flight.max(1));
     let index = &p.index;
-    let spawn_run =
-        |exec: &Executor, feed: HashMap<String, Tensor>, tx: std::sync::mpsc::SyncSender<Msg>| {
+    let feed_low = feed.clone();
+    let diffs = &mut p.diffs;
+    let softmax = &p.softmax;
+    std::thread::scope(|s| {
+        let a = s.spawn(move || {
             let mut hook = move |name: &str, t: &Tensor| {
                 if let Some(&i) = index.get(name) {
                     if is_float(t) {
@@ -270,43 +275,56 @@ fn lockstep(
                     }
                 }
             };
-            exec.run_with_stats(feed, &[], Some(&mut hook))
+            reference
+                .run_with_stats(feed, &[], Some(&mut hook))
                 .map(|(_, stats)| stats.peak_activation_bytes)
-        };
-    let feed_low = feed.clone();
-    let diffs = &mut p.diffs;
-    let softmax = &p.softmax;
-    std::thread::scope(|s| {
-        let a = s.spawn(|| spawn_run(reference, feed, tx_ref));
-        let b = s.spawn(|| spawn_run(lowered, feed_low, tx_low));
-        let mut stash: HashMap<usize, (Vec<usize>, Vec<f32>)> = HashMap::new();
-        'values: while let Ok((i, shape, values)) = rx_ref.recv() {
-            let (low_shape, low_values) = match stash.remove(&i) {
-                Some(x) => x,
-                None => loop {
-                    match rx_low.recv() {
-                        Ok((j, sh, v)) if j == i => break (sh, v),
-                        Ok((j, sh, v)) => {
-                            stash.insert(j, (sh, v));
+        });
+        let b = s.spawn(move || {
+            let mut stash: HashMap<usize, (Vec<usize>, Vec<f32>)> = HashMap::new();
+            let mut closed = false;
+            let mut hook = move |name: &str, t: &Tensor| {
+                let Some(&i) = index.get(name) else { return };
+                if closed || !is_float(t) {
+                    return;
+                }
+                let (shape, values) = match stash.remove(&i) {
+                    Some(x) => x,
+                    None => loop {
+                        match rx.recv() {
+                            Ok((j, sh, v)) if j == i => break (sh, v),
+                            Ok((j, sh, v)) => {
+                                stash.insert(j, (sh, v));
+                            }
+                            Err(_) => {
+                                closed = true;
+                                return;
+                            }
                         }
-                        Err(_) => break 'values,
-                    }
-                },
+                    },
+                };
+                let low: std::borrow::Cow<'_, [f32]> = match &t.data {
+                    crate::tensor::Data::F32(v) => std::borrow::Cow::Borrowed(v),
+                    _ => std::borrow::Cow::Owned(t.as_f32s()),
+                };
+                diffs[i].add(&values, &shape, &low, &t.shape);
+                if let Some(&axis) = softmax.get(&i) {
+                    let shift = softmax_fp16_shift(&values, &shape, axis);
+                    let e = softmax_shift.entry(i).or_insert(0.0);
+                    *e = e.max(shift);
+                }
             };
-            diffs[i].add(&values, &shape, &low_values, &low_shape);
-            if let Some(&axis) = softmax.get(&i) {
-                let shift = softmax_fp16_shift(&values, &shape, axis);
-                let e = softmax_shift.entry(i).or_insert(0.0);
-                *e = e.max(shift);
-            }
-        }
-        drop(rx_ref);
-        drop(rx_low);
-        let ra = a.join().map_err(|_| DebugError::Panicked {
-            graph: "fp32".into(),
-        })?;
+            let r = lowered
+                .run_with_stats(feed_low, &[], Some(&mut hook))
+                .map(|(_, stats)| stats.peak_activation_bytes);
+            // Closes the channel: an FP32 run still sending finishes without waiting.
+            drop(hook);
+            r
+        });
         let rb = b.join().map_err(|_| DebugError::Panicked {
             graph: precision.into(),
+        })?;
+        let ra = a.join().map_err(|_| DebugError::Panicked {
+            graph: "fp32".into(),
         })?;
         let ra = ra.map_err(|source| DebugError::Exec {
             graph: "fp32".into(),
@@ -469,8 +487,14 @@ pub fn describe(r: &DiffReport) -> String {
     };
     let _ = writeln!(
         s,
-        "{}: {} values compared on {} input(s) in {:.1} s",
-        r.precision, r.compared, r.inputs, r.seconds
+        "{}: {} values compared on {} input(s) in {:.1} s (peak activations: fp32 {:.1} MiB, {} {:.1} MiB)",
+        r.precision,
+        r.compared,
+        r.inputs,
+        r.seconds,
+        r.fp32_peak_activation_bytes as f64 / 1048576.0,
+        r.precision,
+        r.lowered_peak_activation_bytes as f64 / 1048576.0
     );
     match &r.first {
         Some(d) => {
