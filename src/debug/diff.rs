@@ -365,10 +365,14 @@ fn report(
             amount,
             fp32_amax: d.fp32_amax,
         };
-        if d.fp16_overflow > 0.0 {
+        // Reported where they arise: a value whose producer read an input at least as far out of range
+        // (a Reshape, Transpose or Relu passing it on) is left out.
+        let inherited =
+            |f: fn(&TensorDiff) -> f64| p.inputs_of[i].iter().any(|&j| f(&p.diffs[j]) >= f(d));
+        if d.fp16_overflow > 0.0 && !inherited(|x| x.fp16_overflow) {
             range.push(finding(RangeKind::Overflow, d.fp16_overflow));
         }
-        if d.fp16_underflow > opts.underflow {
+        if d.fp16_underflow > opts.underflow && !inherited(|x| x.fp16_underflow) {
             range.push(finding(RangeKind::Underflow, d.fp16_underflow));
         }
         if let Some(&shift) = softmax_shift.get(&i) {
