@@ -7,6 +7,7 @@ pub mod calib;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
+pub mod debug;
 pub mod engine;
 pub mod exec;
 pub mod fsutil;

@@ -117,6 +117,13 @@ pub struct CalibrationSpec {
     /// The percentile of |x| for `method: percentile`.
     #[serde(default = "default_percentile")]
     pub percentile: f64,
+    /// Search for nodes to keep out of INT8 so the Q/DQ graph loses at most this many mIoU points
+    /// against FP32 on the data's labelled `val` split (0.5 = 0.005 absolute mIoU).
+    #[serde(default)]
+    pub miou_budget: Option<f64>,
+    /// Node names never quantized (e.g. the list `calibrate --miou-budget` prints).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +257,12 @@ impl Recipe {
                 return Err(field(
                     "calibration.percentile",
                     format!("{} is out of range: 0 < percentile <= 100", c.percentile),
+                ));
+            }
+            if let Some(b) = c.miou_budget.filter(|b| !(b.is_finite() && *b >= 0.0)) {
+                return Err(field(
+                    "calibration.miou_budget",
+                    format!("{b} is not a number of mIoU points >= 0"),
                 ));
             }
         }

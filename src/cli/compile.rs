@@ -25,6 +25,7 @@ pub fn run(
     json: bool,
     int8_only: bool,
     force_engines: bool,
+    miou_budget: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let mut recipe = match recipe {
         Some(path) => Recipe::load(path)?,
@@ -32,6 +33,23 @@ pub fn run(
     };
     if int8_only {
         recipe.file.precisions = vec![ocrnet_edge::recipe::Precision::Int8];
+    }
+    if let Some(b) = miou_budget {
+        anyhow::ensure!(
+            b.is_finite() && b >= 0.0,
+            "--miou-budget {b}: a number of mIoU points >= 0"
+        );
+        recipe
+            .file
+            .calibration
+            .as_mut()
+            .with_context(|| {
+                format!(
+                    "{}: --miou-budget needs a calibration section",
+                    recipe.source_name
+                )
+            })?
+            .miou_budget = Some(b);
     }
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -103,6 +121,9 @@ pub fn run(
                 },
                 e.seconds
             );
+        }
+        if let Some(m) = &report.precision.mixed_precision {
+            print!("{}", ocrnet_edge::debug::search::describe_search(m));
         }
         for a in &report.artifacts {
             println!("wrote {}", report.out_dir.join(a).display());

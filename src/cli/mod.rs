@@ -6,6 +6,7 @@ mod bench_engine;
 mod bench_exec;
 mod bench_fuse;
 mod compile;
+mod debug;
 mod model_cmds;
 mod report_cmd;
 mod run_backend;
@@ -56,6 +57,24 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Keep nodes out of INT8 until the Q/DQ graph's mIoU on the labelled `val` split is at most this
+        /// many mIoU POINTS below FP32's (0.5 means 0.005 absolute mIoU); overrides the recipe's
+        /// `calibration.miou_budget`. Prints the exclusion list for the recipe's `calibration.exclude`.
+        #[arg(long, value_name = "POINTS")]
+        miou_budget: Option<f64>,
+    },
+    /// Run the FP32 graph and each lowered graph side by side and compare every tensor as it is produced:
+    /// the first value over the threshold, the ten worst (node, op, module), FP16 range problems and the
+    /// error along the graph.
+    Diff {
+        #[command(flatten)]
+        args: debug::DiffArgs,
+    },
+    /// Rank quantizable nodes (or HRNet blocks) by how much mIoU and agreement with FP32 they cost in INT8
+    /// on the recipe's labelled `val` split.
+    Sensitivity {
+        #[command(flatten)]
+        args: debug::SensitivityArgs,
     },
     /// Show a model's inputs, outputs, opsets, op histogram and parameters.
     Inspect {
@@ -276,10 +295,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             json,
             force,
-        } => compile::run(recipe.as_deref(), out.as_deref(), json, false, force),
-        Command::Calibrate { recipe, out, json } => {
-            compile::run(recipe.as_deref(), out.as_deref(), json, true, false)
-        }
+        } => compile::run(recipe.as_deref(), out.as_deref(), json, false, force, None),
+        Command::Calibrate {
+            recipe,
+            out,
+            json,
+            miou_budget,
+        } => compile::run(
+            recipe.as_deref(),
+            out.as_deref(),
+            json,
+            true,
+            false,
+            miou_budget,
+        ),
+        Command::Diff { args } => debug::diff(args),
+        Command::Sensitivity { args } => debug::sensitivity(args),
         Command::Inspect { model, json } => model_cmds::inspect(&model, json),
         Command::Agree {
             model,

@@ -50,6 +50,8 @@ pub struct PrecisionReport {
     pub accuracy: Option<AccuracyReport>,
     pub fp16: Option<fp16::Fp16Report>,
     pub int8: Option<qdq::QdqReport>,
+    /// The nodes kept out of INT8 to meet the recipe's `calibration.miou_budget`.
+    pub mixed_precision: Option<crate::debug::SearchReport>,
     /// Files written, relative to the output folder.
     pub artifacts: Vec<String>,
 }
@@ -96,9 +98,20 @@ pub fn lower(
     if let Some(table) = &table {
         progress.stage("inserting Q/DQ");
         let t = Instant::now();
+        // The recipe's exclusions, and the mixed-precision search when it sets an mIoU budget.
+        let (qdq_opts, mixed) =
+            crate::debug::pipeline::recipe_qdq_options(recipe, model, table, true)
+                .map_err(|e| lowering("INT8 (Q/DQ)", e))?;
+        if let Some(mixed) = mixed {
+            let name = crate::debug::pipeline::MIXED_PRECISION_JSON;
+            let json = serde_json::to_string_pretty(&mixed).unwrap_or_default();
+            write(out_dir, name, json)?;
+            report.artifacts.push(name.into());
+            manifest.step("mixed_precision", mixed.seconds, &mixed);
+            report.mixed_precision = Some(mixed);
+        }
         let mut m = model.clone();
-        let r = qdq::run(&mut m, table, &qdq::QdqOptions::default())
-            .map_err(|e| lowering("INT8 (Q/DQ)", e))?;
+        let r = qdq::run(&mut m, table, &qdq_opts).map_err(|e| lowering("INT8 (Q/DQ)", e))?;
         save(&m, out_dir, INT8_MODEL, &mut report)?;
         write(
             out_dir,

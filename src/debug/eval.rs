@@ -1,0 +1,184 @@
+//! Scoring a candidate graph on a labelled split: mIoU (the official evaluation: logits upsampled to the
+//! label size, argmax, one confusion matrix for the split) and the fraction of pixels whose class equals
+//! the FP32 graph's. The split is read and the FP32 class maps computed once; each candidate then only
+//! runs its own graph.
+
+use super::DebugError;
+use crate::data::cityscapes::{Dataset, DatasetError};
+use crate::data::ImageLimits;
+use crate::exec::{ExecOptions, Executor};
+use crate::onnx::Model;
+use crate::report::ConfusionMatrix;
+use crate::runtime::postprocess::class_map;
+use crate::tensor::Tensor;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One labelled input.
+#[derive(Debug, Clone)]
+pub struct EvalSample {
+    pub feed: HashMap<String, Tensor>,
+    /// trainIds (or class indices), row-major `height × width`; [`crate::report::IGNORE`] is skipped.
+    pub labels: Vec<u8>,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// A graph's scores on the split.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Score {
+    pub miou: f64,
+    pub pixel_accuracy: f64,
+    /// Fraction of labelled-size pixels whose class equals FP32's (all pixels, ignored labels too).
+    pub agreement: f64,
+}
+
+/// The split, with the FP32 graph's class maps.
+#[derive(Debug)]
+pub struct Evaluator {
+    samples: Vec<EvalSample>,
+    classes: usize,
+    reference: Vec<Vec<u8>>,
+    /// The FP32 graph's own scores (agreement 1).
+    pub fp32: Score,
+}
+
+/// Reads every labelled sample of `split` under `root` at the engine's input size `hw` = (H, W).
+pub fn load_split(
+    root: &Path,
+    split: &str,
+    hw: (u32, u32),
+    input_name: &str,
+) -> Result<Vec<EvalSample>, DatasetError> {
+    let dataset = Dataset::open(root, Some(split))?;
+    let mut out = Vec::new();
+    for s in &dataset.samples {
+        let loaded = dataset.load(s, Some(hw), ImageLimits::default())?;
+        let Some(labels) = loaded.labels else {
+            continue;
+        };
+        out.push(EvalSample {
+            feed: HashMap::from([(input_name.to_string(), loaded.input)]),
+            height: labels.height as usize,
+            width: labels.width as usize,
+            labels: labels.data,
+        });
+    }
+    Ok(out)
+}
+
+impl Evaluator {
+    /// Runs the FP32 graph over `samples` once.
+    pub fn new(
+        fp32: &Model,
+        samples: Vec<EvalSample>,
+        classes: usize,
+        threads: usize,
+    ) -> Result<Self, DebugError> {
+        if samples.is_empty() {
+            return Err(DebugError::NoInputs);
+        }
+        for (index, s) in samples.iter().enumerate() {
+            if s.labels.len() != s.height * s.width {
+                return Err(DebugError::Labels {
+                    index,
+                    labels: s.labels.len(),
+                    height: s.height,
+                    width: s.width,
+                });
+            }
+        }
+        let mut e = Evaluator {
+            samples,
+            classes,
+            reference: Vec::new(),
+            fp32: Score::default(),
+        };
+        let exec = executor(fp32, "fp32", threads)?;
+        let (maps, matrix) = e.class_maps(&exec, "fp32")?;
+        let scores = matrix.scores();
+        e.fp32 = Score {
+            miou: scores.miou,
+            pixel_accuracy: scores.pixel_accuracy,
+            agreement: 1.0,
+        };
+        e.reference = maps;
+        Ok(e)
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Scores `model` (built into an executor with `threads` workers).
+    pub fn score(&self, model: &Model, graph: &str, threads: usize) -> Result<Score, DebugError> {
+        let exec = executor(model, graph, threads)?;
+        self.score_exec(&exec, graph)
+    }
+
+    /// Scores a prepared executor.
+    pub fn score_exec(&self, exec: &Executor, graph: &str) -> Result<Score, DebugError> {
+        let (maps, matrix) = self.class_maps(exec, graph)?;
+        let (mut same, mut total) = (0u64, 0u64);
+        for (m, r) in maps.iter().zip(&self.reference) {
+            same += m.iter().zip(r).filter(|(a, b)| a == b).count() as u64;
+            total += m.len() as u64;
+        }
+        let scores = matrix.scores();
+        Ok(Score {
+            miou: scores.miou,
+            pixel_accuracy: scores.pixel_accuracy,
+            agreement: same as f64 / total.max(1) as f64,
+        })
+    }
+
+    fn class_maps(
+        &self,
+        exec: &Executor,
+        graph: &str,
+    ) -> Result<(Vec<Vec<u8>>, ConfusionMatrix), DebugError> {
+        let main = exec
+            .output_names()
+            .last()
+            .ok_or_else(|| DebugError::Logits {
+                graph: graph.into(),
+                output: String::new(),
+                shape: Vec::new(),
+            })?
+            .to_string();
+        let mut matrix = ConfusionMatrix::new(self.classes);
+        let mut maps = Vec::with_capacity(self.samples.len());
+        for s in &self.samples {
+            let out = exec
+                .run(s.feed.clone(), &[], None)
+                .map_err(|source| DebugError::Exec {
+                    graph: graph.into(),
+                    source,
+                })?;
+            let logits = &out[&main];
+            let map = class_map(logits, s.height, s.width).ok_or_else(|| DebugError::Logits {
+                graph: graph.into(),
+                output: main.clone(),
+                shape: logits.shape.clone(),
+            })?;
+            matrix.add(&s.labels, &map.classes);
+            maps.push(map.classes);
+        }
+        Ok((maps, matrix))
+    }
+}
+
+pub(crate) fn executor(model: &Model, graph: &str, threads: usize) -> Result<Executor, DebugError> {
+    Executor::new(
+        model,
+        ExecOptions {
+            threads,
+            ..Default::default()
+        },
+    )
+    .map_err(|source| DebugError::Exec {
+        graph: graph.into(),
+        source,
+    })
+}

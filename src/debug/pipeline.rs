@@ -1,0 +1,76 @@
+//! What the `compile`/`calibrate` pipeline asks of the debugger: the Q/DQ options of a recipe, with the
+//! mixed-precision search run when the recipe sets `calibration.miou_budget`.
+
+use super::eval::{load_split, Evaluator};
+use super::search::{search, SearchOptions, SearchReport};
+use super::DebugError;
+use crate::calib::ScaleTable;
+use crate::onnx::Model;
+use crate::passes::qdq::QdqOptions;
+use crate::recipe::Recipe;
+
+/// The labelled split the search and the sensitivity ranking are measured on (calibration reads
+/// `train`, so this is held out from it).
+pub const SEARCH_SPLIT: &str = "val";
+
+/// File the pipeline writes the search's report to.
+pub const MIXED_PRECISION_JSON: &str = "mixed_precision.json";
+
+/// The evaluator on the recipe's labelled `val` split, at the recipe's input size.
+pub fn recipe_evaluator(recipe: &Recipe, fp32: &Model) -> Result<Evaluator, DebugError> {
+    let root = recipe
+        .calibration_data
+        .as_ref()
+        .ok_or_else(|| DebugError::NoSplit {
+            root: "(the recipe has no calibration data)".into(),
+            split: SEARCH_SPLIT.into(),
+        })?;
+    let hw = match recipe.shapes.opt.as_slice() {
+        [_, _, h, w] => (*h as u32, *w as u32),
+        other => {
+            return Err(DebugError::Shape(format!(
+                "{}: input shape {other:?} is not NCHW",
+                recipe.source_name
+            )))
+        }
+    };
+    let samples =
+        load_split(root, SEARCH_SPLIT, hw, &recipe.input_name).map_err(|e| DebugError::Data {
+            root: root.display().to_string(),
+            source: Box::new(e),
+        })?;
+    if samples.is_empty() {
+        return Err(DebugError::NoSplit {
+            root: root.display().to_string(),
+            split: SEARCH_SPLIT.into(),
+        });
+    }
+    Evaluator::new(fp32, samples, recipe.file.num_classes as usize, 0)
+}
+
+/// The Q/DQ options for `model` under `recipe`: its `calibration.exclude`, plus the nodes the search
+/// keeps out of INT8 when `calibration.miou_budget` is set (then also the search's report).
+pub fn recipe_qdq_options(
+    recipe: &Recipe,
+    model: &Model,
+    table: &ScaleTable,
+    progress: bool,
+) -> Result<(QdqOptions, Option<SearchReport>), DebugError> {
+    let mut opts = QdqOptions::default();
+    let Some(spec) = &recipe.file.calibration else {
+        return Ok((opts, None));
+    };
+    opts.exclude_nodes.extend(spec.exclude.iter().cloned());
+    let Some(budget) = spec.miou_budget else {
+        return Ok((opts, None));
+    };
+    let eval = recipe_evaluator(recipe, model)?;
+    let search_opts = SearchOptions {
+        progress,
+        qdq: opts.clone(),
+        ..Default::default()
+    };
+    let (report, _) = search(model, table, &eval, budget, &search_opts)?;
+    opts.exclude_nodes.extend(report.exclude.iter().cloned());
+    Ok((opts, Some(report)))
+}
