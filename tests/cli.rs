@@ -160,6 +160,28 @@ fn compile_default_recipe_writes_model_and_manifest() {
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 
+    // A search result as `calibrate --miou-budget` leaves it: the report shows its ranking.
+    let score = |m: f64| serde_json::json!({"miou": m, "pixel_accuracy": 0.8, "agreement": 0.9});
+    let unit = |name: &str, gain: f64| {
+        serde_json::json!({
+            "unit": {"name": name, "nodes": [name], "op": "Conv", "module": "m", "flops": 10},
+            "kept_out": score(0.34), "miou_gain": gain, "agreement_gain": gain / 2.0,
+            "alone_int8": null, "miou_loss_alone": null, "agreement_loss_alone": null
+        })
+    };
+    let search = serde_json::json!({
+        "budget_points": 0.5, "met": true, "fp32": score(0.35), "int8": score(0.31), "mixed": score(0.346),
+        "exclude": ["/ocr/f_up/Conv"], "pruned": [], "int8_flop_fraction": 0.53,
+        "int8_flop_fraction_all": 0.98, "candidates": 3, "seconds": 1.0,
+        "sensitivity": {"images": 30, "fp32": score(0.35), "int8": score(0.31), "candidates": 2,
+            "seconds": 1.0, "units": [unit("/ocr/f_up/Conv", 0.02), unit("/conv2/Conv", 0.001)]}
+    });
+    std::fs::write(
+        dir.path().join("mixed_precision.json"),
+        serde_json::to_string(&search).unwrap(),
+    )
+    .unwrap();
+
     // The report on these artifacts evaluates the same graphs the same way: its numbers are compile's.
     let report_dir = dir.path().join("report");
     let out = ocrnet(&[
@@ -171,6 +193,8 @@ fn compile_default_recipe_writes_model_and_manifest() {
         "--latency-runs",
         "1",
         "--samples",
+        "1",
+        "--diff",
         "1",
         "--json",
     ]);
@@ -198,6 +222,31 @@ fn compile_default_recipe_writes_model_and_manifest() {
     }
     let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("data:image/png;base64,"));
+    // --diff: each lower precision compared with FP32 value by value, the worst named by node.
+    let div = r["divergence"].as_array().unwrap();
+    assert_eq!(div.len(), 2);
+    for (d, name) in div.iter().zip(["fp16", "int8"]) {
+        assert_eq!(d["precision"], name);
+        assert!(d["compared"].as_u64().unwrap() > 100, "{d}");
+        assert!(
+            d["worst"][0]["node"].as_str().unwrap().ends_with("Conv"),
+            "{d}"
+        );
+    }
+    // INT8 departs further from FP32 than FP16 does.
+    let worst = |i: usize| div[i]["worst"][0]["rel_l2"].as_f64().unwrap();
+    assert!(worst(1) > 10.0 * worst(0), "{} vs {}", worst(1), worst(0));
+    assert!(
+        html.contains("Where the lower precisions depart from FP32") && html.contains("polyline")
+    );
+    assert_eq!(r["mixed_precision"]["exclude"][0], "/ocr/f_up/Conv");
+    assert!(html.contains("Mixed precision: nodes kept out of INT8"));
+    assert!(
+        html.contains("<td>1</td><td><code>/ocr/f_up/Conv</code></td>"),
+        "ranked first"
+    );
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("1 node(s) kept out of INT8"), "{md}");
 }
 
 #[test]

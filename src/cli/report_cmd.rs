@@ -57,6 +57,11 @@ pub struct ReportArgs {
     /// Images shown with overlays in report.html.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
+    /// Compare every tensor of each lower precision with FP32 on this many images of the split (the
+    /// precision debugger's `diff`) and show where they depart: first value past the threshold, the
+    /// worst ones with their node and module, and the error along the graph.
+    #[arg(long, value_name = "IMAGES", default_value_t = 0)]
+    pub diff: usize,
     /// Print report.json on stdout.
     #[arg(long)]
     pub json: bool,
@@ -159,6 +164,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         thresholds,
         latency_runs: args.latency_runs,
         keep_samples: args.samples,
+        diff_images: args.diff,
         out_dir: out,
     };
     let bar = ProgressBar::new_spinner();

@@ -26,7 +26,7 @@ pub struct EvalSample {
 }
 
 /// A graph's scores on the split.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Score {
     pub miou: f64,
     pub pixel_accuracy: f64,

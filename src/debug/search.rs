@@ -35,7 +35,7 @@ pub struct SearchOptions {
 }
 
 /// A quantizable node, or a block of them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Unit {
     /// The node name, or the block name.
     pub name: String,
@@ -48,7 +48,7 @@ pub struct Unit {
 }
 
 /// One unit's effect on the split.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Sensitivity {
     pub unit: Unit,
     /// The INT8 graph with this unit alone kept out of INT8.
@@ -64,7 +64,7 @@ pub struct Sensitivity {
 }
 
 /// Units ranked, most sensitive first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SensitivityReport {
     pub images: usize,
     pub fp32: Score,
@@ -75,7 +75,7 @@ pub struct SensitivityReport {
 }
 
 /// What [`search`] found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SearchReport {
     /// The budget in mIoU points (0.5 = 0.005 absolute mIoU).
     pub budget_points: f64,

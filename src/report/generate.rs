@@ -71,6 +71,9 @@ pub struct Request {
     /// Timed inferences per precision, after two untimed ones; 0 skips timing.
     pub latency_runs: usize,
     pub keep_samples: usize,
+    /// Run the precision debugger's `diff` of each lower precision against FP32 on this many images of
+    /// the split (0: not at all) and add where they depart to the report.
+    pub diff_images: usize,
     pub out_dir: PathBuf,
 }
 
@@ -120,6 +123,15 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
     precisions.extend(req.precisions.iter().filter(|p| **p != Precision::Fp32));
 
     let (source_name, models) = models(req, &dataset, &precisions, progress)?;
+    let mixed_precision = match &req.source {
+        Source::Recipe { recipe, artifacts } => {
+            let dir = artifacts
+                .clone()
+                .unwrap_or_else(|| recipe.output_dir.clone());
+            read_search(&dir.join(crate::debug::pipeline::MIXED_PRECISION_JSON))?
+        }
+        Source::Model(_) => None,
+    };
     progress.stage("loading the graphs");
     let backends = models
         .iter()
@@ -180,19 +192,52 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
         input_hw: refs[0].input_hw(),
         class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
     };
-    let report = Report::assemble(
+    let mut report = Report::assemble(
         meta,
         &measured,
         baseline.as_ref().map(|(n, r)| (n.as_str(), r)),
         &req.thresholds,
     );
+    report.mixed_precision = mixed_precision;
+    let mut growth_svg = None;
+    if req.diff_images > 0 && precisions.len() > 1 {
+        let graphs = match (&req.source, req.backend) {
+            // The engines' ONNX graphs sit beside them.
+            (Source::Recipe { recipe, artifacts }, BackendKind::Trt) => artifact_files(
+                recipe.file.fuse,
+                &artifacts
+                    .clone()
+                    .unwrap_or_else(|| recipe.output_dir.clone()),
+                &precisions,
+            ),
+            _ => models.clone(),
+        };
+        let diffs = divergence(req, &dataset, &precisions, &graphs, progress)?;
+        let refs: Vec<&crate::debug::DiffReport> = diffs.iter().collect();
+        growth_svg = Some(crate::debug::error_growth_svg(&refs));
+        report.divergence = precisions[1..]
+            .iter()
+            .zip(&diffs)
+            .map(|(p, d)| super::Divergence {
+                precision: *p,
+                images: d.inputs,
+                compared: d.compared,
+                threshold: d.threshold,
+                first: d.first.as_ref().map(super::DivergentValue::of),
+                worst: d.worst.iter().map(super::DivergentValue::of).collect(),
+            })
+            .collect();
+    }
 
     progress.stage("writing the report");
     let json = serde_json::to_string_pretty(&report).expect("a report serialises");
     let files = [
         (REPORT_JSON, json + "\n"),
         (REPORT_MD, markdown::render(&report)),
-        (REPORT_HTML, html::render(&report, &eval.samples)),
+        (
+            REPORT_HTML,
+            html::render(&report, &eval.samples, growth_svg.as_deref()),
+        ),
     ];
     std::fs::create_dir_all(&req.out_dir).map_err(|source| ReportError::Io {
         path: req.out_dir.clone(),
@@ -211,6 +256,79 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
         report,
         files: written,
     })
+}
+
+/// The search `calibrate --miou-budget` left in the artifacts, if any.
+fn read_search(path: &Path) -> Result<Option<crate::debug::SearchReport>, ReportError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+/// The debugger's `diff` of each lower precision's graph against FP32's on the split's first images.
+fn divergence(
+    req: &Request,
+    dataset: &Dataset,
+    precisions: &[Precision],
+    graphs: &[PathBuf],
+    progress: &dyn ReportProgress,
+) -> Result<Vec<crate::debug::DiffReport>, ReportError> {
+    use crate::debug::{diff, DiffOptions};
+    use crate::exec::Executor;
+    progress.stage("comparing every tensor with FP32");
+    let load = |path: &Path| -> Result<(crate::onnx::Model, Executor), ReportError> {
+        let model_error = |reason: String| ReportError::Model {
+            model: path.to_path_buf(),
+            reason,
+        };
+        let m = crate::onnx::load(path).map_err(|e| model_error(e.to_string()))?;
+        let e =
+            Executor::new(&m, ExecOptions::default()).map_err(|e| model_error(e.to_string()))?;
+        Ok((m, e))
+    };
+    let (fp32, reference) = load(&graphs[0])?;
+    let input = reference
+        .input_names()
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| ReportError::Model {
+            model: graphs[0].clone(),
+            reason: "no graph input".into(),
+        })?;
+    let hw = backend::static_hw(&fp32, &input);
+    let opset = fp32.opset().unwrap_or(1);
+    let mut out = Vec::new();
+    for (p, path) in precisions.iter().zip(graphs).skip(1) {
+        let (_, lowered) = load(path)?;
+        let inputs = dataset.samples.iter().take(req.diff_images).map(|s| {
+            dataset
+                .load(s, hw, ImageLimits::default())
+                .map(|l| std::collections::HashMap::from([(input.clone(), l.input)]))
+        });
+        let name = super::precision_name(*p);
+        let r = diff(
+            &reference,
+            &lowered,
+            name,
+            opset,
+            inputs,
+            &DiffOptions::for_precision(name),
+        )
+        .map_err(|e| ReportError::Model {
+            model: path.clone(),
+            reason: format!("comparing with FP32: {e}"),
+        })?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 fn open(kind: BackendKind, model: &Path) -> Result<Box<dyn Backend>, ReportError> {

@@ -27,10 +27,11 @@ td:first-child,th:first-child{text-align:left}\
 .pass{background:#e6f4ea;color:#176a2c}.fail{background:#fdecea;color:#b00020}\
 .samples{display:grid;gap:6px;align-items:start}.samples figure{margin:0}\
 .samples img{width:100%;image-rendering:pixelated}.samples figcaption{font-size:12px;color:#555;overflow-wrap:anywhere}\
-.meta{color:#555;font-size:13px}";
+.meta{color:#555;font-size:13px}td.l{text-align:left}";
 
-/// Renders the page. `samples` hold one class map per precision of `report`, in the same order.
-pub fn render(report: &Report, samples: &[SampleMaps]) -> String {
+/// Renders the page. `samples` hold one class map per precision of `report`, in the same order;
+/// `growth_svg` is the debugger's chart of the error along the graph, when `--diff` ran.
+pub fn render(report: &Report, samples: &[SampleMaps], growth_svg: Option<&str>) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -100,6 +101,8 @@ pub fn render(report: &Report, samples: &[SampleMaps]) -> String {
         &weakest.confusion,
     ));
     samples_section(&mut s, report, samples);
+    divergence_section(&mut s, report, growth_svg);
+    mixed_precision_section(&mut s, report);
     s.push_str("</body></html>\n");
     s
 }
@@ -314,4 +317,87 @@ fn png_rgb(sample: &SampleMaps, rgb: &[u8]) -> Vec<u8> {
         .expect("the panel has width * height RGB pixels");
     w.finish().expect("writing a PNG into memory");
     buf
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map_or("non-finite".into(), f)
+}
+
+/// Where each lower precision departs from FP32 inside the graph: the chart, the first value past the
+/// threshold and the worst ones, each with its node, op and module.
+fn divergence_section(s: &mut String, r: &Report, growth_svg: Option<&str>) {
+    if r.divergence.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Where the lower precisions depart from FP32</h2>");
+    if let Some(svg) = growth_svg {
+        s.push_str(svg);
+    }
+    for d in &r.divergence {
+        let _ = write!(
+            s,
+            "<p><b>{}</b> on {} image(s), {} values compared; threshold relative L2 {}. First past it: {}</p>",
+            precision_name(d.precision),
+            d.images,
+            d.compared,
+            d.threshold,
+            d.first.as_ref().map_or("none".into(), |f| format!(
+                "<code>{}</code> ({} <code>{}</code>, module <code>{}</code>, relative L2 {})",
+                esc(&f.value),
+                esc(&f.op),
+                esc(&f.node),
+                esc(&f.module),
+                opt(f.rel_l2, |v| format!("{v:.3e}"))
+            ))
+        );
+        s.push_str("<table><tr><th>worst: node (by the error it adds)</th><th>op</th><th>module</th><th>relative L2</th><th>cosine</th></tr>");
+        for w in &d.worst {
+            let _ = write!(
+                s,
+                "<tr><td><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&w.node),
+                esc(&w.op),
+                esc(&w.module),
+                opt(w.rel_l2, |v| format!("{v:.3e}")),
+                opt(w.cosine, |v| format!("{v:.5}"))
+            );
+        }
+        s.push_str("</table>");
+    }
+}
+
+/// The mIoU-budget search: what it kept out of INT8 and the sensitivity ranking it used.
+fn mixed_precision_section(s: &mut String, r: &Report) {
+    let Some(m) = &r.mixed_precision else {
+        return;
+    };
+    let _ = write!(
+        s,
+        "<h2>Mixed precision: nodes kept out of INT8</h2><p>Budget {} mIoU points ({}): FP32 {}, all INT8 {}, mixed {}; {} node(s) kept out, {:.1} % of the FLOPs stay INT8 ({:.1} % with none kept out).</p>",
+        m.budget_points,
+        if m.met { "met" } else { "not met" },
+        pts(Some(m.fp32.miou)),
+        pts(Some(m.int8.miou)),
+        pts(Some(m.mixed.miou)),
+        m.exclude.len(),
+        m.int8_flop_fraction * 100.0,
+        m.int8_flop_fraction_all * 100.0
+    );
+    s.push_str("<table><tr><th>rank</th><th>unit</th><th>op</th><th>module</th><th>mIoU won back kept out</th><th>agreement won back</th><th>kept out</th></tr>");
+    for (i, u) in m.sensitivity.units.iter().take(15).enumerate() {
+        let kept =
+            u.unit.nodes.iter().any(|n| m.exclude.contains(n)) || m.exclude.contains(&u.unit.name);
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td>{}{}<td>{}</td></tr>",
+            i + 1,
+            esc(&u.unit.name),
+            esc(&u.unit.op),
+            esc(&u.unit.module),
+            signed_cell(Some(u.miou_gain)),
+            signed_cell(Some(u.agreement_gain)),
+            if kept { "yes" } else { "" }
+        );
+    }
+    s.push_str("</table>");
 }

@@ -91,6 +91,43 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(s, "{row}");
     }
+    for d in &r.divergence {
+        let _ = writeln!(
+            s,
+            "\n**{} vs fp32, tensor by tensor** ({} values on {} image(s), threshold relative L2 {}): first past it {}\n",
+            precision_name(d.precision),
+            d.compared,
+            d.images,
+            d.threshold,
+            d.first
+                .as_ref()
+                .map_or("none".into(), |f| format!("`{}` ({})", f.node, f.op))
+        );
+        let _ = writeln!(s, "| worst node | op | module | relative L2 |");
+        let _ = writeln!(s, "|---|---|---|---:|");
+        for w in d.worst.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | `{}` | {} |",
+                w.node,
+                w.op,
+                w.module,
+                w.rel_l2.map_or("non-finite".into(), |v| format!("{v:.3e}"))
+            );
+        }
+    }
+    if let Some(m) = &r.mixed_precision {
+        let _ = writeln!(
+            s,
+            "\n**Mixed precision:** budget {} points ({}), {} node(s) kept out of INT8: mIoU {} (all INT8 {}); {:.1} % of FLOPs stay INT8.",
+            m.budget_points,
+            if m.met { "met" } else { "not met" },
+            m.exclude.len(),
+            pts(Some(m.mixed.miou)),
+            pts(Some(m.int8.miou)),
+            m.int8_flop_fraction * 100.0
+        );
+    }
     let _ = writeln!(s, "\n### Gate\n");
     let _ = writeln!(
         s,

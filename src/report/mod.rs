@@ -45,6 +45,53 @@ pub struct Report {
     /// The comparison with `--baseline`, when one was given.
     pub baseline: Option<BaselineComparison>,
     pub gate: GateResult,
+    /// Where each lower precision departs from FP32 inside the graph (`--diff`).
+    #[serde(default)]
+    pub divergence: Vec<Divergence>,
+    /// The mIoU-budget search and its sensitivity ranking, when `calibrate --miou-budget` left one in
+    /// the artifacts (`mixed_precision.json`).
+    #[serde(default)]
+    pub mixed_precision: Option<crate::debug::SearchReport>,
+}
+
+/// A lower precision's divergence from FP32, tensor by tensor, on the first images of the split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Divergence {
+    pub precision: Precision,
+    pub images: usize,
+    /// Values compared (those both graphs have).
+    pub compared: usize,
+    /// The relative L2 error at which a value counts as diverged.
+    pub threshold: f64,
+    /// The first value past the threshold, in graph order.
+    pub first: Option<DivergentValue>,
+    /// Ranked by the error their own node adds.
+    pub worst: Vec<DivergentValue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DivergentValue {
+    pub value: String,
+    pub node: String,
+    pub op: String,
+    pub module: String,
+    /// `None` where the lowered run produced NaN or infinity.
+    pub rel_l2: Option<f64>,
+    pub cosine: Option<f64>,
+}
+
+impl DivergentValue {
+    pub fn of(d: &crate::debug::TensorDiff) -> Self {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        DivergentValue {
+            value: d.value.clone(),
+            node: d.node.clone(),
+            op: d.op.clone(),
+            module: d.module.clone(),
+            rel_l2: finite(d.rel_l2),
+            cosine: finite(d.cosine),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +232,8 @@ impl Report {
             precisions,
             baseline,
             gate: GateResult::default(),
+            divergence: Vec::new(),
+            mixed_precision: None,
         };
         report.gate = gate::check(&report, thresholds);
         report
