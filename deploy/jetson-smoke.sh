@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Hardware smoke test on a Jetson Orin with JetPack 6.x (TensorRT 10.3, CUDA 12.6): builds ocrnet-edge with
 # TensorRT, compiles the embedded recipe (the sample HRNet-OCR) to FP32, FP16 and INT8 engines, runs each
-# engine on the sample images against the CPU executor (pixel agreement per precision), and prints a latency
-# table. Exit status 0 only when every step passes; the log of each step is kept under the work folder.
+# engine on the sample images against the CPU executor (pixel agreement per precision), writes the accuracy
+# report of the engines (report --backend trt, with the recipe's gate) and prints a latency table. Exit status 0 only when every step passes; the log of each step is kept under the work folder.
 #
 #   deploy/jetson-smoke.sh [WORK_DIR]            # default: target/jetson-smoke
 #
@@ -109,6 +109,13 @@ r = json.load(open(sys.argv[2]))["latency"]
 print(f"{sys.argv[1]:<9} {r['median_ms']:10.3f} {r['p90_ms']:10.3f} {r['p99_ms']:10.3f} {r['mean_ms']:10.3f} {r['throughput_per_s']:8.1f} qps")
 PY
 done
+
+step "accuracy report of the engines on the sample val split (report --backend trt)"
+if ! "$bin" report --backend trt --artifacts "$out" --out "$work/report" >"$work/report.log" 2>&1; then
+    echo "jetson-smoke: report --backend trt failed or its gate broke (see $work/report.log)" >&2
+    status=1
+fi
+tail -n 6 "$work/report.log"
 
 if [ "$status" -eq 0 ]; then
     step "PASS (logs and engines in $work)"
