@@ -9,7 +9,6 @@ mod compile;
 mod debug;
 mod model_cmds;
 mod report_cmd;
-mod run_backend;
 mod run_cmd;
 mod serve;
 
@@ -361,29 +360,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             fp16,
             json,
-        } if backend != ocrnet_edge::runtime::BackendKind::Cpu => {
-            run_backend::run(run_backend::Args {
-                model: &model,
-                backend,
-                input: &input,
-                output: output.as_deref(),
-                logits: logits.as_deref(),
-                threads,
-                fp16,
-                json,
-            })
-        }
-        Command::Run {
-            model,
-            input,
-            output,
-            logits,
-            threads,
-            fp16,
-            json,
-            ..
         } => run_cmd::run(run_cmd::RunArgs {
             model: &model,
+            backend,
             input: &input,
             output: output.as_deref(),
             logits: logits.as_deref(),
