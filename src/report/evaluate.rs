@@ -39,6 +39,8 @@ pub enum EvalError {
     NoLabels(PathBuf),
     #[error("the split has no images")]
     Empty,
+    #[error("nothing to evaluate: no backend given")]
+    NoBackends,
 }
 
 /// One sample image and each backend's class map of it, subsampled to at most [`SAMPLE_MAX_SIDE`].
@@ -135,6 +137,9 @@ pub fn evaluate(
 ) -> Result<Evaluation, EvalError> {
     if dataset.samples.is_empty() {
         return Err(EvalError::Empty);
+    }
+    if backends.is_empty() {
+        return Err(EvalError::NoBackends);
     }
     if let Some(s) = dataset.samples.iter().find(|s| s.label.is_none()) {
         return Err(EvalError::NoLabels(s.image.clone()));
