@@ -188,10 +188,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 format!("  median {:.2} ms  p99 {:.2} ms", l.median_ms, l.p99_ms)
             });
             println!(
-                "  {:<5} mIoU {:6.2} ({:+.2})  pixel acc. {:6.2}  agreement with fp32 {:6.2} %{latency}",
+                "  {:<5} mIoU {:6.2} ({})  pixel acc. {:6.2}  agreement with fp32 {:6.2} %{latency}",
                 precision_name(p.precision),
                 p.miou * 100.0,
-                p.miou_delta_vs_fp32 * 100.0,
+                ocrnet_edge::report::signed_points(p.miou_delta_vs_fp32),
                 p.pixel_accuracy * 100.0,
                 p.agreement_with_fp32 * 100.0,
             );
