@@ -4,6 +4,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// C++17 with the TensorRT and CUDA headers as system includes (their warnings are not ours). A macro, not
+/// a function: the `cc::Build` that cxx_build hands out cannot be named without a `cc` build-dependency.
+macro_rules! trt_flags {
+    ($build:expr) => {{
+        let (include, cuda_include) = trt_includes();
+        $build
+            .std("c++17")
+            .flag("-isystem")
+            .flag(&include)
+            .flag("-isystem")
+            .flag(cuda_include.to_str().expect("UTF-8 CUDA path"))
+            .flag_if_supported("-Wall")
+            .flag_if_supported("-Wextra");
+    }};
+}
+
 fn main() {
     onnx_proto();
     ocr_cpp();
@@ -159,19 +175,11 @@ fn ocr_cuda() {
 /// headers in `TENSORRT_INCLUDE_DIR` (no TensorRT library: they use interfaces and plain structs). The bridge
 /// (`cpp/trt/trtCommon.cpp`) registers the creators with TensorRT's registry before a build or a load.
 fn ocr_plugins() {
-    let (include, cuda_include) = trt_includes();
     // cxx_build hands out its cc::Build (Cargo.toml gets no extra build-dependency); no bridge is passed, so no
     // cxx-generated code is in this library.
     let mut build = cxx_build::bridges(std::iter::empty::<&str>());
-    build
-        .cpp(true)
-        .std("c++17")
-        .flag("-isystem")
-        .flag(&include)
-        .flag("-isystem")
-        .flag(cuda_include.to_str().expect("UTF-8 CUDA path"))
-        .flag_if_supported("-Wall")
-        .flag_if_supported("-Wextra");
+    build.cpp(true);
+    trt_flags!(build);
     for src in [
         "common/ocrPluginCommon.cpp",
         "ocrSpatialGatherPlugin/ocrSpatialGatherPlugin.cpp",
@@ -200,16 +208,8 @@ fn trt_includes() -> (String, PathBuf) {
 
 /// Feature `tensorrt`: the builder/runtime shims of `cpp/trt`, bridged with cxx (`src/engine/ffi.rs`).
 fn trt_bridge() {
-    let (include, cuda_include) = trt_includes();
     let mut build = cxx_build::bridge("src/engine/ffi.rs");
-    build
-        .std("c++17")
-        .flag("-isystem")
-        .flag(&include)
-        .flag("-isystem")
-        .flag(cuda_include.to_str().expect("UTF-8 CUDA path"))
-        .flag_if_supported("-Wall")
-        .flag_if_supported("-Wextra");
+    trt_flags!(build);
     for src in [
         "trtCommon.cpp",
         "trtBuilder.cpp",
