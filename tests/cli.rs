@@ -481,3 +481,42 @@ fn run_writes_logits_matching_onnxruntime_and_a_class_map() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bad.png"), "{}", stderr(&out));
 }
+
+/// `bench calib` on the default recipe, with no Model Optimizer to compare against: our side is measured
+/// on the images asked for, the scale table it kept covers every observed tensor, and the missing peer is
+/// named instead of failing the run.
+#[test]
+fn bench_calib_measures_ours_and_names_a_missing_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("kept");
+    let out = ocrnet(&[
+        "bench",
+        "calib",
+        "--images",
+        "2",
+        "--python",
+        "/nonexistent/python3",
+        "--keep",
+        keep.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ocrnet_edge"]["images"], 2);
+    assert!(v["ocrnet_edge"]["seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["ocrnet_edge"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    assert!(v["cost_per_image_vs_forward"].as_f64().unwrap() > 0.0);
+    assert!(v["model_optimizer"].is_null());
+    let why = v["model_optimizer_missing"].as_str().unwrap();
+    assert!(why.contains("/nonexistent/python3"), "{why}");
+    let scales: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(keep.join("scales.json")).unwrap()).unwrap();
+    assert_eq!(scales["method"], "entropy");
+    assert_eq!(
+        scales["tensors"].as_object().unwrap().len() as u64,
+        v["ocrnet_edge_detail"]["tensors"].as_u64().unwrap()
+    );
+    // The inputs both sides read: 2 images at the recipe's 128x256.
+    let npy = ocrnet_edge::npy::read(&keep.join("inputs.npy")).unwrap();
+    assert_eq!(npy.shape, vec![2, 3, 128, 256]);
+}

@@ -333,8 +333,8 @@ fn sensitivity_ranks_and_search_keeps_exactly_the_planted_node() {
     assert_eq!(again.mixed, r.mixed);
 }
 
-/// The trained sample model (models/sample) under the default recipe: the search meets a 1-point budget
-/// on the val split. Debug builds run the executor slowly, so this measures on 5 of the 30 val images
+/// The trained sample model (models/sample) under the default recipe: the search meets a 0.02-point
+/// budget on the val split (all-INT8 loses about 0.08 points on these five images, so it has work to do). Debug builds run the executor slowly, so this measures on 5 of the 30 val images
 /// (every sixth) with 8 calibration images and one unit per HRNet block (~35 candidates); the 0.5-point
 /// search on the whole split is `ocrnet-edge calibrate --miou-budget 0.5`.
 #[test]
@@ -364,7 +364,8 @@ fn search_meets_the_budget_on_the_trained_sample_model() {
         by_block: true,
         ..Default::default()
     };
-    let (r, mixed) = debug::search(&model, &table, &eval, 1.0, &opts).unwrap();
+    let budget = 0.02;
+    let (r, mixed) = debug::search(&model, &table, &eval, budget, &opts).unwrap();
     eprintln!("{}", debug::search::describe_search(&r));
     eprintln!(
         "{}",
@@ -372,8 +373,12 @@ fn search_meets_the_budget_on_the_trained_sample_model() {
     );
     assert!(r.met);
     // All-INT8 misses the budget (the search had work to do); the result meets it.
-    assert!(r.fp32.miou - r.int8.miou > 0.01, "{:?}", r.int8);
-    assert!(r.fp32.miou - r.mixed.miou <= 0.01 + 1e-12, "{:?}", r.mixed);
+    assert!(r.fp32.miou - r.int8.miou > budget / 100.0, "{:?}", r.int8);
+    assert!(
+        r.fp32.miou - r.mixed.miou <= budget / 100.0 + 1e-12,
+        "{:?}",
+        r.mixed
+    );
     assert!(!r.exclude.is_empty());
     // The trained model scores like the full split's 0.35 on these images (loose: five images).
     assert!(r.fp32.miou > 0.2 && r.fp32.miou < 0.6, "{:?}", r.fp32);

@@ -215,7 +215,7 @@ pub struct CollectOptions {
 }
 
 /// What the calibration passes measured.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CollectReport {
     pub images: usize,
     pub tensors: usize,

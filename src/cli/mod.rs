@@ -2,6 +2,7 @@
 
 mod agree;
 mod bench;
+mod bench_calib;
 mod bench_engine;
 mod bench_exec;
 mod bench_fuse;
@@ -257,6 +258,18 @@ pub enum BenchCommand {
         #[command(flatten)]
         args: serve::BenchArgs,
     },
+    /// INT8 calibration's time per image and peak memory on a recipe's model and images, next to NVIDIA
+    /// Model Optimizer's ONNX PTQ on the same file and images (when installed).
+    Calib {
+        #[command(flatten)]
+        args: bench_calib::CalibArgs,
+    },
+    /// Internal: the measured side of `bench calib`.
+    #[command(hide = true)]
+    CalibWorker {
+        #[command(flatten)]
+        args: bench_calib::CalibWorkerArgs,
+    },
     /// A TensorRT engine's latency (median, p90, p99) and throughput over N runs after warm-up, as
     /// trtexec reports them (needs a build with feature `tensorrt`).
     Engine {
@@ -409,6 +422,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { args } => serve::run(args),
         Command::Report { args } => report_cmd::run(args),
         Command::Bench(BenchCommand::Serve { args }) => serve::bench(args),
+        Command::Bench(BenchCommand::Calib { args }) => bench_calib::bench(&args),
+        Command::Bench(BenchCommand::CalibWorker { args }) => bench_calib::worker(&args),
         Command::Bench(BenchCommand::Engine {
             engine,
             runs,

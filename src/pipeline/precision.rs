@@ -10,7 +10,7 @@ use crate::exec::{ExecOptions, Executor};
 use crate::manifest::Manifest;
 use crate::onnx::{self, Model, SaveOptions};
 use crate::passes::{fp16, qdq};
-use crate::recipe::{CalibrationMethod, Precision, Recipe};
+use crate::recipe::{CalibrationMethod, CalibrationSpec, Precision, Recipe};
 use crate::report::evaluate::{evaluate, EvalOptions};
 use crate::report::ClassScores;
 use crate::runtime::backend::{Backend, CpuBackend};
@@ -242,12 +242,16 @@ pub fn calibrate(
         expected: Some(samples.len() as u64),
     };
     let collection = calib::collect(&exec, inputs, &opts).map_err(calib_error)?;
-    let method = match spec.method {
+    Ok((collection.scales(method_of(spec)), collection.report))
+}
+
+/// The calibrator a recipe's calibration section asks for.
+pub fn method_of(spec: &CalibrationSpec) -> Method {
+    match spec.method {
         CalibrationMethod::Entropy => Method::Entropy,
         CalibrationMethod::Max => Method::Max,
         CalibrationMethod::Percentile => Method::Percentile(spec.percentile),
-    };
-    Ok((collection.scales(method), collection.report))
+    }
 }
 
 fn calib_error(e: calib::CalibError) -> PipelineError {
