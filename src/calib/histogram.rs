@@ -163,6 +163,21 @@ pub fn abs_max(xs: &[f32]) -> f32 {
     xs.par_chunks(CHUNK).map(chunk_max).reduce(|| 0.0, f32::max)
 }
 
+/// Values per block of [`bin`]: indices first, then increments.
+const BLOCK: usize = 256;
+/// Independent max accumulators (one SIMD register of f32 on AVX2 and two on NEON).
+const LANES: usize = 8;
+
+/// The bin of `a = |x|`: `min` sends inf and NaN (which `min` ignores in favour of `top`) to the top bin,
+/// so the value converted is always in `0..=top`.
+#[inline(always)]
+fn bin_index(a: f32, inv_width: f32, top: f32) -> u32 {
+    let v = (a * inv_width).min(top);
+    debug_assert!((0.0..=top).contains(&v));
+    // SAFETY: `v` is finite and in 0..=2047 (a >= 0, inv_width > 0, capped at top), so it fits in u32.
+    unsafe { v.to_int_unchecked::<u32>() }
+}
+
 /// Counts of `|x| * inv_width`, clamped into the bins, and the largest finite |x|, in one pass over
 /// parallel chunks.
 fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
@@ -171,20 +186,30 @@ fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
         // Four interleaved sub-histograms: runs of equal values (the zeros after a Relu) would otherwise
         // serialise on one counter's load-add-store chain.
         let mut h = vec![0u32; 4 * NUM_BINS];
-        let mut m = [0f32; 4];
-        let mut quads = c.chunks_exact(4);
-        for q in &mut quads {
-            for k in 0..4 {
-                let a = q[k].abs();
-                m[k] = m[k].max(if a < f32::INFINITY { a } else { 0.0 });
-                // `min` maps inf and NaN to the top bin, and `as usize` of the rest cannot overflow.
-                h[k * NUM_BINS + (a * inv_width).min(top) as usize] += 1;
+        let mut m = [0f32; LANES];
+        let mut idx = [0u32; BLOCK];
+        let mut blocks = c.chunks_exact(BLOCK);
+        for block in &mut blocks {
+            // Bin indices and the max first, in lanes the compiler vectorises; then the scattered
+            // increments, which cannot be. Mixed in one scalar loop, the saturating float-to-int cast
+            // and the NaN-aware min cost about 12 cycles a value on the bench machine.
+            for (xs, is) in block.chunks_exact(LANES).zip(idx.chunks_exact_mut(LANES)) {
+                for k in 0..LANES {
+                    let a = xs[k].abs();
+                    m[k] = m[k].max(if a < f32::INFINITY { a } else { 0.0 });
+                    is[k] = bin_index(a, inv_width, top);
+                }
+            }
+            for q in idx.chunks_exact(4) {
+                for k in 0..4 {
+                    h[k * NUM_BINS + q[k] as usize] += 1;
+                }
             }
         }
-        for &x in quads.remainder() {
+        for &x in blocks.remainder() {
             let a = x.abs();
             m[0] = m[0].max(if a < f32::INFINITY { a } else { 0.0 });
-            h[(a * inv_width).min(top) as usize] += 1;
+            h[bin_index(a, inv_width, top) as usize] += 1;
         }
         let (first, rest) = h.split_at_mut(NUM_BINS);
         for sub in rest.chunks_exact(NUM_BINS) {
@@ -193,7 +218,7 @@ fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
             }
         }
         h.truncate(NUM_BINS);
-        (h, m[0].max(m[1]).max(m[2].max(m[3])))
+        (h, m.iter().fold(0f32, |a, &b| a.max(b)))
     };
     if xs.len() <= CHUNK {
         return one(xs);

@@ -229,6 +229,9 @@ pub struct CollectReport {
     /// calibration's cost per image (`forward_seconds / images / plain_forward_seconds`, goal ≤ 1.1).
     pub plain_forward_seconds: f64,
     pub cost_per_image_vs_forward: f64,
+    /// Each image's forward pass with the hook, in order (the first also pays the executor's warm-up).
+    #[serde(default)]
+    pub forward_seconds_each: Vec<f64>,
     /// Histograms widened (re-binned) at least once, and how many widenings in all.
     pub widened_tensors: usize,
     pub widenings: u64,
@@ -273,6 +276,7 @@ where
     let mut images = 0usize;
     let mut first = None;
     let mut forward_seconds = 0.0;
+    let mut forward_seconds_each = Vec::new();
     for (index, item) in inputs.into_iter().enumerate() {
         let feed = item.map_err(|e| CalibError::Input {
             index,
@@ -291,7 +295,9 @@ where
             None => exec.run(feed, &[], Some(&mut hook)).map(|_| ()),
         }
         .map_err(|source| CalibError::Run { index, source })?;
-        forward_seconds += t.elapsed().as_secs_f64();
+        let seconds = t.elapsed().as_secs_f64();
+        forward_seconds += seconds;
+        forward_seconds_each.push(seconds);
         images += 1;
         bar.inc(1);
     }
@@ -313,6 +319,7 @@ where
         forward_seconds,
         plain_forward_seconds,
         cost_per_image_vs_forward: forward_seconds / images as f64 / plain_forward_seconds,
+        forward_seconds_each,
         widened_tensors: hists.values().filter(|h| h.widenings > 0).count(),
         widenings: hists.values().map(|h| h.widenings as u64).sum(),
         missing: collector.missing(),
