@@ -331,6 +331,22 @@ fn sensitivity_ranks_and_search_keeps_exactly_the_planted_node() {
     let again = debug::search(&model, &table, &eval, 10.0, &opts).unwrap().0;
     assert_eq!(again.exclude, r.exclude);
     assert_eq!(again.mixed, r.mixed);
+
+    // The held-out check rebuilds the graphs and scores them apart from the search: on the search's own
+    // images it must reproduce the search's scores exactly; on fresh inputs the exclusion still holds.
+    let mut same = r.clone();
+    debug::search::check_held_out(&mut same, &model, &table, &opts.qdq, &eval).unwrap();
+    let h = same.held_out.unwrap();
+    assert_eq!(
+        (h.samples, h.int8, h.mixed, h.met),
+        (12, r.int8, r.mixed, r.met)
+    );
+    let fresh = Evaluator::new(&model, samples(&model, inputs(6, 99)), CLASSES, 1).unwrap();
+    let mut checked = r.clone();
+    debug::search::check_held_out(&mut checked, &model, &table, &opts.qdq, &fresh).unwrap();
+    let h = checked.held_out.as_ref().unwrap();
+    assert!(h.met && h.int8.miou < 0.6, "{h:?}");
+    assert!(debug::search::describe_search(&checked).contains("held out (6 images"));
 }
 
 /// The trained sample model (models/sample) under the default recipe: the search meets a 0.02-point

@@ -68,6 +68,24 @@ pub fn load_split(
     Ok(out)
 }
 
+/// Splits `samples` into (search, held out): every `every`-th sample (the last of each run of `every`) is
+/// held out, so both parts spread over the split's order (cities). `every` < 2 or fewer than `2 * every`
+/// samples: nothing is held out.
+pub fn hold_out(samples: Vec<EvalSample>, every: usize) -> (Vec<EvalSample>, Vec<EvalSample>) {
+    if every < 2 || samples.len() < 2 * every {
+        return (samples, Vec::new());
+    }
+    let (mut search, mut held) = (Vec::new(), Vec::new());
+    for (i, s) in samples.into_iter().enumerate() {
+        if i % every == every - 1 {
+            held.push(s);
+        } else {
+            search.push(s);
+        }
+    }
+    (search, held)
+}
+
 impl Evaluator {
     /// Runs the FP32 graph over `samples` once.
     pub fn new(
@@ -181,4 +199,29 @@ pub(crate) fn executor(model: &Model, graph: &str, threads: usize) -> Result<Exe
         graph: graph.into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(i: u8) -> EvalSample {
+        EvalSample {
+            feed: HashMap::new(),
+            labels: vec![i],
+            height: 1,
+            width: 1,
+        }
+    }
+
+    #[test]
+    fn every_third_sample_is_held_out_in_order() {
+        let (search, held) = hold_out((0..10).map(sample).collect(), 3);
+        let ids = |v: &[EvalSample]| v.iter().map(|s| s.labels[0]).collect::<Vec<_>>();
+        assert_eq!(ids(&held), vec![2, 5, 8]);
+        assert_eq!(ids(&search), vec![0, 1, 3, 4, 6, 7, 9]);
+        // Too few to spare any, or no holding out asked for: everything is searched on.
+        assert!(hold_out((0..5).map(sample).collect(), 3).1.is_empty());
+        assert_eq!(hold_out((0..10).map(sample).collect(), 1).0.len(), 10);
+    }
 }

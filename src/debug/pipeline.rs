@@ -1,8 +1,8 @@
 //! What the `compile`/`calibrate` pipeline asks of the debugger: the Q/DQ options of a recipe, with the
 //! mixed-precision search run when the recipe sets `calibration.miou_budget`.
 
-use super::eval::{load_split, Evaluator};
-use super::search::{search, SearchOptions, SearchReport};
+use super::eval::{hold_out, load_split, EvalSample, Evaluator};
+use super::search::{check_held_out, search, SearchOptions, SearchReport};
 use super::DebugError;
 use crate::calib::ScaleTable;
 use crate::onnx::Model;
@@ -16,8 +16,16 @@ pub const SEARCH_SPLIT: &str = "val";
 /// File the pipeline writes the search's report to.
 pub const MIXED_PRECISION_JSON: &str = "mixed_precision.json";
 
+/// Of the `val` split, every `HOLD_OUT_EVERY`-th image is kept from the search and checks its result.
+pub const HOLD_OUT_EVERY: usize = 3;
+
 /// The evaluator on the recipe's labelled `val` split, at the recipe's input size.
 pub fn recipe_evaluator(recipe: &Recipe, fp32: &Model) -> Result<Evaluator, DebugError> {
+    let samples = recipe_samples(recipe)?;
+    Evaluator::new(fp32, samples, recipe.file.num_classes as usize, 0)
+}
+
+fn recipe_samples(recipe: &Recipe) -> Result<Vec<EvalSample>, DebugError> {
     let root = recipe
         .calibration_data
         .as_ref()
@@ -45,7 +53,7 @@ pub fn recipe_evaluator(recipe: &Recipe, fp32: &Model) -> Result<Evaluator, Debu
             split: SEARCH_SPLIT.into(),
         });
     }
-    Evaluator::new(fp32, samples, recipe.file.num_classes as usize, 0)
+    Ok(samples)
 }
 
 /// The Q/DQ options for `model` under `recipe`: its `calibration.exclude`, plus the nodes the search
@@ -64,13 +72,20 @@ pub fn recipe_qdq_options(
     let Some(budget) = spec.miou_budget else {
         return Ok((opts, None));
     };
-    let eval = recipe_evaluator(recipe, model)?;
+    // The search chooses on two thirds of the split; the rest checks that its result generalises.
+    let classes = recipe.file.num_classes as usize;
+    let (chosen_on, held) = hold_out(recipe_samples(recipe)?, HOLD_OUT_EVERY);
+    let eval = Evaluator::new(model, chosen_on, classes, 0)?;
     let search_opts = SearchOptions {
         progress,
         qdq: opts.clone(),
         ..Default::default()
     };
-    let (report, _) = search(model, table, &eval, budget, &search_opts)?;
+    let (mut report, _) = search(model, table, &eval, budget, &search_opts)?;
+    if !held.is_empty() {
+        let held = Evaluator::new(model, held, classes, 0)?;
+        check_held_out(&mut report, model, table, &opts, &held)?;
+    }
     opts.exclude_nodes.extend(report.exclude.iter().cloned());
     Ok((opts, Some(report)))
 }

@@ -95,6 +95,47 @@ pub struct SearchReport {
     pub candidates: usize,
     pub seconds: f64,
     pub sensitivity: SensitivityReport,
+    /// The result checked on images the search never saw ([`check_held_out`]); the search's own
+    /// "met" is measured on the images it chose by, so it is optimistic.
+    #[serde(default)]
+    pub held_out: Option<HeldOut>,
+}
+
+/// All-INT8 and the search's graph scored on held-out images.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct HeldOut {
+    pub samples: usize,
+    pub fp32: Score,
+    pub int8: Score,
+    pub mixed: Score,
+    /// The budget holds on these images too.
+    pub met: bool,
+}
+
+/// Scores all-INT8 and the search's exclusions on `held_out` (images the search did not see) and records
+/// the result in `report`.
+pub fn check_held_out(
+    report: &mut SearchReport,
+    model: &Model,
+    table: &ScaleTable,
+    qdq: &QdqOptions,
+    held_out: &Evaluator,
+) -> Result<(), DebugError> {
+    let score = |exclude: &BTreeSet<String>| -> Result<Score, DebugError> {
+        let m = qdq_graph(model, table, qdq, exclude)?;
+        held_out.score(&m, "held-out check", 0)
+    };
+    let int8 = score(&BTreeSet::new())?;
+    let mixed = score(&report.exclude.iter().cloned().collect())?;
+    let fp32 = held_out.fp32;
+    report.held_out = Some(HeldOut {
+        samples: held_out.samples(),
+        fp32,
+        int8,
+        mixed,
+        met: fp32.miou - mixed.miou <= report.budget_points / 100.0 + 1e-12,
+    });
+    Ok(())
 }
 
 fn lowering(e: qdq::QdqError) -> DebugError {
@@ -410,6 +451,7 @@ pub fn search(
         candidates,
         seconds: started.elapsed().as_secs_f64(),
         sensitivity: sens,
+        held_out: None,
     };
     Ok((report, mixed))
 }
@@ -466,6 +508,18 @@ pub fn describe_search(r: &SearchReport) -> String {
         r.candidates,
         r.seconds
     );
+    if let Some(h) = &r.held_out {
+        let _ = writeln!(
+            s,
+            "held out ({} images the search did not see): fp32 mIoU {:.4}, all-int8 {:.4}, with the exclusions {:.4} (agreement with fp32 {:.4}): budget {}",
+            h.samples,
+            h.fp32.miou,
+            h.int8.miou,
+            h.mixed.miou,
+            h.mixed.agreement,
+            if h.met { "met" } else { "NOT met" }
+        );
+    }
     if !r.exclude.is_empty() {
         let _ = writeln!(s, "recipe lines (calibration section):\n  exclude:");
         for n in &r.exclude {

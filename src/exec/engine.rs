@@ -365,6 +365,12 @@ impl Executor {
             (true, Some(w)) => w.iter().all(|s| !self.fused_away.contains(s)),
         };
         let fused_ok = unobserved && keep.iter().all(|s| !self.fused_away.contains(s));
+        if !fused_ok && hook.is_some() {
+            if let Some(w) = watch {
+                let n = w.iter().filter(|s| self.fused_away.contains(s)).count();
+                log::info!("{n} watched value(s) exist only in the unfused plan: running it");
+            }
+        }
         let steps = if fused_ok { &self.fused } else { &self.steps };
         for step in steps {
             let node = &self.graph.nodes[step.node];

@@ -383,6 +383,17 @@ fn mixed_precision_section(s: &mut String, r: &Report) {
         m.int8_flop_fraction * 100.0,
         m.int8_flop_fraction_all * 100.0
     );
+    if let Some(h) = &m.held_out {
+        let _ = write!(
+            s,
+            "<p>Checked on {} held-out images the search did not see: FP32 {}, all INT8 {}, mixed {}: budget {}.</p>",
+            h.samples,
+            pts(Some(h.fp32.miou)),
+            pts(Some(h.int8.miou)),
+            pts(Some(h.mixed.miou)),
+            if h.met { "met" } else { "not met" }
+        );
+    }
     s.push_str("<table><tr><th>rank</th><th>unit</th><th>op</th><th>module</th><th>mIoU won back kept out</th><th>agreement won back</th><th>kept out</th></tr>");
     for (i, u) in m.sensitivity.units.iter().take(15).enumerate() {
         let kept =

@@ -127,6 +127,17 @@ pub fn render(r: &Report) -> String {
             pts(Some(m.int8.miou)),
             m.int8_flop_fraction * 100.0
         );
+        if let Some(h) = &m.held_out {
+            let _ = writeln!(
+                s,
+                "Checked on {} held-out images the search did not see: FP32 {}, all INT8 {}, mixed {}: budget {}.",
+                h.samples,
+                pts(Some(h.fp32.miou)),
+                pts(Some(h.int8.miou)),
+                pts(Some(h.mixed.miou)),
+                if h.met { "met" } else { "not met" }
+            );
+        }
     }
     let _ = writeln!(s, "\n### Gate\n");
     let _ = writeln!(
