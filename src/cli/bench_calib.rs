@@ -96,9 +96,9 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
     let batch = ocrnet_edge::npy::read(&a.inputs)
         .with_context(|| format!("reading {}", a.inputs.display()))?;
     let shape = batch.shape.clone();
-    let [n, ..] = shape[..] else {
+    let Some(&n) = shape.first().filter(|&&n| n > 0) else {
         bail!(
-            "{}: expected [N, 3, H, W], got {shape:?}",
+            "{}: expected [N, 3, H, W] with N >= 1, got {shape:?}",
             a.inputs.display()
         );
     };
@@ -106,7 +106,7 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
         .chain(shape[1..].iter().copied())
         .collect();
     let values = batch.as_f32s();
-    let size = values.len() / n.max(1);
+    let size = values.len() / n;
     let observe = qdq::activations(&model, &qdq::QdqOptions::default())?;
     let exec = Executor::new(
         &model,
@@ -131,11 +131,11 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let table = collection.scales(method);
     let scales_seconds = t.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &a.scales {
         ocrnet_edge::fsutil::write_atomic(path, table.to_json().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let seconds = start.elapsed().as_secs_f64();
     let mut plain_seconds_each = Vec::new();
     for image in values.chunks_exact(size) {
         let feed = feed(image)?;
