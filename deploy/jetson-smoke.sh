@@ -11,6 +11,7 @@
 #   TENSORRT_LIB_DIR      /usr/lib/aarch64-linux-gnu          (libnvinfer.so, libnvonnxparser.so)
 #   CUDA_HOME             /usr/local/cuda                     (nvcc)
 #   MIN_FP32 / MIN_FP16 / MIN_INT8   agreement thresholds (0.995 / 0.99 / 0.85)
+#   MAX_MIOU_DROP         report gate: mIoU points any engine may lose against fp32 (default: the recipe's, 1.0)
 #   RUNS / WARMUP         bench engine runs (200 / 20)
 #   IMAGES                images to compare on (calibration/sample/leftImg8bit/val)
 #   ALLOW_NON_JETSON=1    run on another Linux machine with TensorRT (the JetPack check becomes a warning)
@@ -111,7 +112,9 @@ PY
 done
 
 step "accuracy report of the engines on the sample val split (report --backend trt)"
-if ! "$bin" report --backend trt --artifacts "$out" --out "$work/report" >"$work/report.log" 2>&1; then
+gate=()
+[ -n "${MAX_MIOU_DROP:-}" ] && gate=(--max-miou-drop "$MAX_MIOU_DROP")
+if ! "$bin" report --backend trt --artifacts "$out" --out "$work/report" "${gate[@]}" >"$work/report.log" 2>&1; then
     echo "jetson-smoke: report --backend trt failed or its gate broke (see $work/report.log)" >&2
     status=1
 fi
