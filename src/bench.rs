@@ -143,6 +143,13 @@ impl LatencyStats {
     }
 }
 
+/// The median of unsorted `samples` by the same nearest-rank rule as [`percentile_sorted`] (NaN when empty).
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    percentile_sorted(&v, 50.0)
+}
+
 /// The `p`-th percentile (0..=100) of ascending `sorted` by the nearest-rank rule trtexec uses: the
 /// smallest sample with at least p% of the samples at or below it. The median of an even count is the
 /// lower middle sample. NaN for an empty slice.
@@ -158,6 +165,13 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_unsorted_samples_is_the_lower_middle() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ocrnet_edge::bench::measure_output;
+use ocrnet_edge::bench::{measure_output, median};
 use ocrnet_edge::calib::{self, CollectOptions, CollectReport, Method};
 use ocrnet_edge::data::cityscapes::Dataset;
 use ocrnet_edge::data::ImageLimits;
@@ -154,16 +154,6 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{}", serde_json::to_string(&out)?);
     Ok(ExitCode::SUCCESS)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 pub fn bench(a: &CalibArgs) -> anyhow::Result<ExitCode> {

@@ -2,7 +2,7 @@
 //! shape and thread count, each in a child process of its own (so peak RSS is each one's own), same run.
 
 use anyhow::{bail, Context};
-use ocrnet_edge::bench::measure_output;
+use ocrnet_edge::bench::{measure_output, median};
 use ocrnet_edge::exec::{ExecOptions, Executor};
 use ocrnet_edge::onnx::{self, stats::human_bytes};
 use ocrnet_edge::tensor::Tensor;
@@ -101,11 +101,6 @@ pub fn worker(
     Ok(ExitCode::SUCCESS)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn bench(
     model_path: &Path,
     threads: usize,
@@ -143,7 +138,7 @@ pub fn bench(
         if times.is_empty() {
             bail!("{who} reported no times");
         }
-        Ok(median(times))
+        Ok(median(&times))
     };
     let mut worker = Command::new(&exe);
     worker
