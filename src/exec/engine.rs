@@ -365,9 +365,9 @@ impl Executor {
             (true, Some(w)) => w.iter().all(|s| !self.fused_away.contains(s)),
         };
         let fused_ok = unobserved && keep.iter().all(|s| !self.fused_away.contains(s));
-        if !fused_ok && hook.is_some() {
-            if let Some(w) = watch {
-                let n = w.iter().filter(|s| self.fused_away.contains(s)).count();
+        if let (true, Some(w)) = (hook.is_some(), watch) {
+            let n = w.iter().filter(|s| self.fused_away.contains(s)).count();
+            if n > 0 {
                 log::info!("{n} watched value(s) exist only in the unfused plan: running it");
             }
         }
