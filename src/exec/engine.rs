@@ -4,6 +4,7 @@
 //! histograms there; the precision debugger compares runs there) and any value can be asked for by name.
 
 use super::ops::{self, OpError};
+use super::recycle;
 use crate::onnx::error::node_label;
 use crate::onnx::{Graph, Model};
 use crate::tensor::{Data, Tensor};
@@ -331,6 +332,7 @@ impl Executor {
         watch: Option<&HashSet<usize>>,
     ) -> Result<(HashMap<String, Tensor>, RunStats), ExecError> {
         let watched = |slot: usize| watch.is_none_or(|w| w.contains(&slot));
+        let _buffers = recycle::Scope::enter();
         let mut values: Vec<Option<Arc<Tensor>>> = self.constants.clone();
         let mut stats = RunStats::default();
         let mut live = 0usize;
@@ -425,6 +427,12 @@ impl Executor {
                 if !keep.contains(s) {
                     if let Some(t) = values[*s].take() {
                         live -= t.byte_len();
+                        if let Ok(Tensor {
+                            data: Data::F32(v), ..
+                        }) = Arc::try_unwrap(t)
+                        {
+                            recycle::give(v);
+                        }
                     }
                 }
             }

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod flops;
 pub mod ops;
+pub mod recycle;
 pub mod verify;
 
 pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, OpProfile, RunStats};

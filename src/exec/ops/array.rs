@@ -85,6 +85,9 @@ pub fn concat(cx: &Ctx) -> OpResult<Tensor> {
         shape[axis] += t.shape[axis];
     }
     let outer: usize = first.shape[..axis].iter().product();
+    if let Some(data) = concat_f32(&inputs, axis, outer) {
+        return Ok(Tensor { shape, data });
+    }
     let data = crate::dispatch_data!(&first.data, v => concat_vecs(v, &inputs, axis, outer)?);
     Ok(Tensor { shape, data })
 }
@@ -109,6 +112,40 @@ fn concat_vecs<T: Elem + Unwrap>(
         }
     }
     Ok(T::wrap(out))
+}
+
+/// Concat of float32 tensors into a recycled buffer, in parallel chunks: HRNet's branch and OCR
+/// concatenations are 30–130 MB each.
+fn concat_f32(inputs: &[&Tensor], axis: usize, outer: usize) -> Option<Data> {
+    let parts: Vec<(&[f32], usize)> = inputs
+        .iter()
+        .map(|t| match &t.data {
+            Data::F32(v) => Some((v.as_slice(), t.shape[axis..].iter().product::<usize>())),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let row: usize = parts.iter().map(|(_, chunk)| chunk).sum();
+    let mut out = crate::exec::recycle::f32_buffer(outer * row);
+    super::par::chunks_mut(&mut out, super::par::CHUNK, |start, dst| {
+        // Output element i is element (i / row)·chunk + off of the part its offset in the row
+        // falls in.
+        let mut i = start;
+        let mut dst = dst;
+        while !dst.is_empty() {
+            let (o, mut r) = (i / row, i % row);
+            for (v, chunk) in &parts {
+                if r < *chunk {
+                    let n = (chunk - r).min(dst.len());
+                    dst[..n].copy_from_slice(&v[o * chunk + r..][..n]);
+                    dst = &mut dst[n..];
+                    i += n;
+                    break;
+                }
+                r -= chunk;
+            }
+        }
+    });
+    Some(Data::F32(out))
 }
 
 /// One axis of a Slice after ONNX's clamping: the first index read, the step, and how many are
@@ -393,6 +430,40 @@ mod tests {
             13,
         );
         assert_eq!(v.unwrap(), Tensor::vec_i64(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn large_f32_concat_in_parallel_chunks_into_a_recycled_buffer() {
+        // Outer 3 along axis 1, parts of 5000, 0, 70001 and 1 elements per row: the parallel
+        // chunks start mid-part and mid-row, and the output buffer comes out of the pool full of
+        // NaN.
+        let parts: Vec<Tensor> = [5000usize, 0, 70001, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let v = (0..3 * n).map(|j| (i * 1_000_000 + j) as f32).collect();
+                Tensor::vec_f32(vec![3, n], v).unwrap()
+            })
+            .collect();
+        let row = 5000 + 70001 + 1;
+        let mut want = Vec::with_capacity(3 * row);
+        for o in 0..3 {
+            for t in &parts {
+                let n = t.shape[1];
+                want.extend_from_slice(&t.as_f32s()[o * n..(o + 1) * n]);
+            }
+        }
+        let _run = crate::exec::recycle::Scope::enter();
+        crate::exec::recycle::give(vec![f32::NAN; 3 * row]);
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        let out = run(&node("Concat", 4, vec![int("axis", 1)]), &refs, 13).unwrap();
+        assert_eq!(
+            crate::exec::recycle::pooled(),
+            0,
+            "the NaN buffer was taken"
+        );
+        assert_eq!(out.shape, vec![3, row]);
+        assert!(out.as_f32s() == want);
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn apply(
     l: Block,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; full.len()];
+    let mut out = crate::exec::recycle::f32_buffer(full.len());
     par::chunks_mut(&mut out, CHUNK, |start, part| {
         let x = &full[start..start + part.len()];
         if l.size == full.len() {

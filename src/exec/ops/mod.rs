@@ -33,7 +33,9 @@ mod window;
 pub use array::{slice_axis, slice_plan, transpose_perm, SliceAxis};
 pub use blas::Float;
 pub use broadcast::broadcast_shapes;
-pub use conv::{conv2d, conv2d_with_tile, default_tile, Conv2d};
+#[cfg(target_arch = "x86_64")]
+pub use conv::avx2;
+pub use conv::{conv2d, conv2d_portable, conv2d_with_tile, default_tile, Conv2d, ConvFloat};
 pub use elem::{Elem, Num};
 pub use fastpath::{add_in_place, relu_in_place};
 pub use reshape::{flatten_axis, reshape_dims, squeeze_dims, unsqueeze_dims};

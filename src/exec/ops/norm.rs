@@ -57,7 +57,7 @@ pub fn batch_norm(cx: &Ctx) -> OpResult<Tensor> {
         .collect();
     let b: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * a[i]).collect();
     let plane = x.shape[2..].iter().product::<usize>().max(1);
-    let mut y = vec![0f32; xv.len()];
+    let mut y = crate::exec::recycle::f32_buffer(xv.len());
     // Chunks of whole planes, each plane one channel.
     par::chunks_mut(&mut y, plane * (CHUNK / plane).max(1), |start, out| {
         for (j, out) in out.chunks_mut(plane).enumerate() {

@@ -212,7 +212,7 @@ pub fn dequantize(cx: &Ctx) -> OpResult<Tensor> {
         Some(z) => z.as_i64s().expect("integer zero point"),
         None => vec![0; s.len()],
     };
-    let mut y = vec![0f32; x.len()];
+    let mut y = crate::exec::recycle::f32_buffer(x.len());
     // 8-bit input (INT8 weights and activations) is read in place; wider types through i64. The
     // difference is exact in i32 for 8- and 16-bit values, and in i64 for i32 ones.
     match &x.data {

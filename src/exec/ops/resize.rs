@@ -349,7 +349,7 @@ fn linear_pass(cur: &[f32], shape: &[usize], axis: usize, lin: &Linear) -> Vec<f
     let inner: usize = shape[axis + 1..].iter().product();
     let (din, dout) = (shape[axis], lin.i0.len());
     let block = dout * inner;
-    let mut out = vec![0f32; outer * block];
+    let mut out = crate::exec::recycle::f32_buffer(outer * block);
     par::chunks_mut(&mut out, block * (CHUNK / block).max(1), |start, part| {
         for (b, blk) in part.chunks_mut(block).enumerate() {
             let src = &cur[(start / block + b) * din * inner..][..din * inner];

@@ -23,7 +23,7 @@ pub fn softmax(cx: &Ctx, log: bool) -> OpResult<Tensor> {
     } else {
         (x.shape[a], x.shape[a + 1..].iter().product::<usize>())
     };
-    let mut y = vec![0f32; v.len()];
+    let mut y = crate::exec::recycle::f32_buffer(v.len());
     if y.is_empty() {
         return Ok(f32_out(x.shape.clone(), y, prec));
     }

@@ -15,7 +15,7 @@ pub(crate) fn try_fast(data: &Tensor, perm: &[usize]) -> Option<Tensor> {
     };
     let (batch, rows, cols) = as_batched_2d(&data.shape, perm)?;
     let shape: Vec<usize> = perm.iter().map(|&a| data.shape[a]).collect();
-    let mut out = vec![0f32; v.len()];
+    let mut out = crate::exec::recycle::f32_buffer(v.len());
     let plane = rows * cols;
     if plane == 0 {
         return Some(Tensor {

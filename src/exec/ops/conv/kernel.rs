@@ -19,7 +19,7 @@ use super::super::par::{self, SyncPtr};
 use super::super::window::Axis;
 use super::Conv2d;
 
-/// Pixels per tile for `g` on the current pool, from `cargo bench --bench kernels -- sweep` on
+/// Pixels per tile of the `gemm` crate path for `g` on the current pool, from `cargo bench --bench kernels -- sweep` on
 /// the 2-core AVX2 bench machine: the `gemm` crate runs at its best for M of 128 to 512 rows
 /// (105–115 GFLOP/s a core, 55–90 from M = 1024 up); a tile's im2col should stay small for its
 /// locality when the product is narrow (48 output channels: 91 GFLOP/s at 64–128 pixels, 82 at
@@ -42,16 +42,72 @@ pub fn default_tile(g: &Conv2d) -> usize {
     tile.min(p.max(1))
 }
 
-/// Y = conv(X, W) + B for NCHW `x`, `[M][C/g][kh][kw]` `w` and `[M]` `bias`.
-pub fn conv2d<T: Float>(g: &Conv2d, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
-    conv2d_with_tile(g, x, w, bias, default_tile(g))
+/// The element types a convolution runs in, and the fastest kernel each has on this CPU.
+pub trait ConvFloat: Float {
+    /// [`conv2d_with_tile`] through a faster kernel than the `gemm` crate's, where there is one,
+    /// at that kernel's own tile when `tile` is `None`.
+    fn fast_conv(
+        _g: &Conv2d,
+        _x: &[Self],
+        _w: &[Self],
+        _bias: Option<&[Self]>,
+        _tile: Option<usize>,
+    ) -> Option<Vec<Self>> {
+        None
+    }
 }
 
-/// [`conv2d`] with `tile` output pixels per GEMM call.
+impl ConvFloat for f64 {}
+
+impl ConvFloat for f32 {
+    #[cfg(target_arch = "x86_64")]
+    fn fast_conv(
+        g: &Conv2d,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        tile: Option<usize>,
+    ) -> Option<Vec<f32>> {
+        use super::avx2;
+        avx2::available().then(|| {
+            let tile = tile.unwrap_or_else(|| avx2::default_tile(g));
+            avx2::conv2d(g, x, w, bias, tile)
+        })
+    }
+}
+
+/// Y = conv(X, W) + B for NCHW `x`, `[M][C/g][kh][kw]` `w` and `[M]` `bias`.
+pub fn conv2d<T: ConvFloat>(g: &Conv2d, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    if let Some(y) = T::fast_conv(g, x, w, bias, None) {
+        return y;
+    }
+    conv2d_portable(g, x, w, bias, default_tile(g))
+}
+
+/// [`conv2d`] with `tile` output pixels per task: the packed AVX2 kernel where the CPU has one
+/// (f32 on x86-64), the `gemm` crate's otherwise.
 ///
 /// # Panics
 /// When a slice is shorter than `g` says.
-pub fn conv2d_with_tile<T: Float>(
+pub fn conv2d_with_tile<T: ConvFloat>(
+    g: &Conv2d,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    tile: usize,
+) -> Vec<T> {
+    if let Some(y) = T::fast_conv(g, x, w, bias, Some(tile)) {
+        return y;
+    }
+    conv2d_portable(g, x, w, bias, tile)
+}
+
+/// [`conv2d_with_tile`] through the `gemm` crate, one call per tile, on every CPU: the portable
+/// twin of the packed kernel.
+///
+/// # Panics
+/// When a slice is shorter than `g` says.
+pub fn conv2d_portable<T: Float>(
     g: &Conv2d,
     x: &[T],
     w: &[T],

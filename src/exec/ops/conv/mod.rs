@@ -2,11 +2,13 @@
 //! im2col + GEMM over pixel tiles ([`kernel`]). f32 and f64 compute natively, f16 and bf16 in
 //! f32.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 mod kernel;
 #[cfg(test)]
 mod tests;
 
-pub use kernel::{conv2d, conv2d_with_tile, default_tile};
+pub use kernel::{conv2d, conv2d_portable, conv2d_with_tile, default_tile, ConvFloat};
 
 use super::blas::Float;
 use super::elem::{same, Unwrap};

@@ -88,10 +88,14 @@ impl Case {
         let got = conv2d(&g, &x, &w, b.as_deref());
         let err = rel_l2(&got, &want);
         assert!(err <= 1e-5, "{g:?}: default tile, rel L2 {err}");
-        for &t in tiles {
+        // Both kernels: the packed one (where the CPU has it) and its portable twin.
+        for &t in tiles.iter().chain([default_tile(&g)].iter()) {
             let got = conv2d_with_tile(&g, &x, &w, b.as_deref(), t);
             let err = rel_l2(&got, &want);
             assert!(err <= 1e-5, "{g:?}: tile {t}, rel L2 {err}");
+            let got = conv2d_portable(&g, &x, &w, b.as_deref(), t);
+            let err = rel_l2(&got, &want);
+            assert!(err <= 1e-5, "{g:?}: portable, tile {t}, rel L2 {err}");
         }
     }
 }
@@ -286,4 +290,70 @@ fn op_refuses_what_it_cannot_do() {
         13,
     );
     assert!(e.is_err());
+}
+
+#[test]
+fn deep_wide_layers_with_relu() {
+    // What the AVX2 kernel splits: depth 576 (two depth blocks, the second accumulating onto the
+    // first and applying Relu), 13 output channels (a short channel block), rows of 37 and 40
+    // pixels (interior panels read straight from a row, border and short panels element by
+    // element), a dilated tap and a stride-2 layer (every panel packed element by element).
+    let mut cases = vec![Case::new([1, 64, 9, 37], [13, 64, 3, 3])];
+    cases[0].pads = [1, 1, 1, 1];
+    let mut dilated = Case::new([1, 60, 6, 40], [7, 60, 3, 3]);
+    dilated.dilations = [1, 2];
+    dilated.pads = [1, 2, 1, 2];
+    cases.push(dilated);
+    let mut strided = Case::new([1, 60, 11, 41], [9, 60, 3, 3]);
+    strided.strides = [2, 2];
+    strided.pads = [1, 1, 1, 1];
+    cases.push(strided);
+    for c in &cases {
+        c.check(&[16, 50, 300]);
+        let g = Conv2d {
+            relu: true,
+            ..c.geom()
+        };
+        let x = noise(c.x.iter().product(), 5);
+        let w = noise(c.w.iter().product(), 6);
+        let b = noise(c.w[0], 7);
+        let want: Vec<f32> = direct(&g, &x, &w, Some(&b))
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+        for got in [
+            conv2d(&g, &x, &w, Some(&b)),
+            conv2d_portable(&g, &x, &w, Some(&b), 64),
+        ] {
+            let err = rel_l2(&got, &want);
+            assert!(err <= 1e-5, "{g:?} with Relu: rel L2 {err}");
+        }
+    }
+}
+
+#[test]
+fn a_recycled_output_buffer_is_overwritten() {
+    // Inside a run the output may be a freed buffer of the same size, full of old values.
+    let mut c = Case::new([1, 16, 64, 70], [16, 16, 3, 3]);
+    c.pads = [1, 1, 1, 1];
+    let g = c.geom();
+    let x = noise(c.x.iter().product(), 8);
+    let w = noise(c.w.iter().product(), 9);
+    let want = direct(&g, &x, &w, None);
+    let _run = crate::exec::recycle::Scope::enter();
+    crate::exec::recycle::give(vec![f32::NAN; want.len()]);
+    assert_eq!(crate::exec::recycle::pooled(), want.len());
+    let got = conv2d(&g, &x, &w, None);
+    // The AVX2 kernel takes its output from the pool (the portable one allocates its own).
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        assert_eq!(
+            crate::exec::recycle::pooled(),
+            0,
+            "the NaN buffer was taken"
+        );
+    }
+    let err = rel_l2(&got, &want);
+    assert!(err <= 1e-5, "rel L2 {err}");
 }
