@@ -33,6 +33,7 @@ use std::arch::x86_64::*;
 use super::super::blas::with_scratch;
 use super::super::par;
 use super::super::window::Axis;
+use super::kernel::is_pointwise;
 use super::Conv2d;
 
 /// Output channels per micro-kernel call (broadcast).
@@ -102,7 +103,7 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usiz
     // Every element is stored by the first depth block's micro-kernel calls before anything
     // reads it: a recycled buffer's old contents do no harm.
     let mut y = crate::exec::recycle::f32_buffer(len);
-    let yp = SyncPtr(y.as_mut_ptr());
+    let yp = par::SyncPtr::new(&mut y);
     par::for_each(n * g.groups * tiles, len * k, |task| {
         let (ni, gi, ti) = (
             task / (g.groups * tiles),
@@ -151,31 +152,10 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usiz
     y
 }
 
-/// A 1×1 convolution with unit strides and no padding: output pixels are input pixels.
-fn is_pointwise(g: &Conv2d) -> bool {
-    [g.h, g.w]
-        .iter()
-        .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
-}
-
 /// The part of `buf` from its first 64-byte boundary on.
 fn aligned(buf: &mut [f32]) -> &mut [f32] {
     let off = buf.as_ptr().align_offset(LINE * 4).min(buf.len());
     &mut buf[off..]
-}
-
-/// A pointer to the output that tasks share, writing disjoint elements.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-
-// SAFETY: only dereferenced by tasks writing disjoint elements of a buffer that outlives them.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Up to 16 output pixels on one output row: `len` from pixel `first` (row `oy`, column `ox`).

@@ -198,7 +198,7 @@ unsafe fn tile_product<T: Float>(
 }
 
 /// A 1×1 convolution with unit strides and no padding: output pixels are input pixels.
-fn is_pointwise(g: &Conv2d) -> bool {
+pub(super) fn is_pointwise(g: &Conv2d) -> bool {
     [g.h, g.w]
         .iter()
         .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
