@@ -98,6 +98,7 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usiz
     let g = &geom;
     let packed = Weights::pack(g, w, bias);
     let blocks = par::split(k, k.div_ceil(KC));
+    let kc_max = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
     let tile = tile.clamp(1, p_out);
     let tiles = p_out.div_ceil(tile);
     // Every element is stored by the first depth block's micro-kernel calls before anything
@@ -114,7 +115,6 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usiz
         let pt = tile.min(p_out - p0);
         let x_img = &x[(ni * g.in_channels + gi * cg) * plane..][..cg * plane];
         let panels = panels(g, p0, pt);
-        let kc_max = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
         with_scratch::<f32, _>(panels.len() * NR * kc_max + LINE, |buf| {
             let a = aligned(buf);
             for (bi, kb) in blocks.iter().enumerate() {
