@@ -246,3 +246,71 @@ fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
     assert_eq!(seen[0].1, all[&conv]);
     assert!(!stats.profile.iter().any(|(op, _, _)| op == "Conv+Relu"));
 }
+
+#[test]
+fn a_profiled_run_times_every_node_and_counts_every_convolution() {
+    let path = fixture("legacy_static_opset11");
+    let model = onnx::load(&path).unwrap();
+    let options = ExecOptions {
+        profile: true,
+        ..Default::default()
+    };
+    let exec = Executor::new(&model, options).unwrap();
+    let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
+    let (_, stats) = exec
+        .run_with_stats(HashMap::from([("input".to_string(), input)]), &[], None)
+        .unwrap();
+    // The fused plan runs each Conv+Relu pair as one step: one time per Conv, none for its Relu.
+    let convs = model.graph.nodes.iter().filter(|n| n.op_type() == "Conv");
+    assert_eq!(
+        stats
+            .nodes
+            .iter()
+            .filter(|t| t.op.starts_with("Conv"))
+            .count(),
+        convs.count()
+    );
+    let per_op: f64 = stats.profile.iter().map(|(_, s, _)| s).sum();
+    let per_node: f64 = stats.nodes.iter().map(|t| t.seconds).sum();
+    assert!((per_op - per_node).abs() <= 1e-9 * per_op.max(1.0));
+
+    let shapes = ocrnet_edge::shape::infer(&model.graph, model.opset().unwrap()).unwrap();
+    let p = ocrnet_edge::exec::profile::Profile::new(&model.graph, &shapes, &stats.nodes);
+    assert!(p.nodes.windows(2).all(|w| w[0].seconds >= w[1].seconds));
+    // Every counted operation lands on exactly one node, and every Conv in exactly one geometry.
+    let total = ocrnet_edge::exec::flops::count(&model.graph, &shapes) as f64 / 1e9;
+    let counted: f64 = p.nodes.iter().filter_map(|r| r.gflop).sum();
+    assert!(
+        total > 0.0 && (counted - total).abs() <= 1e-9 * total,
+        "{counted} vs {total}"
+    );
+    let in_layers: f64 = p.layers.iter().map(|l| l.gflop).sum();
+    let conv_gflop: f64 = p
+        .nodes
+        .iter()
+        .filter(|r| r.op.starts_with("Conv"))
+        .filter_map(|r| r.gflop)
+        .sum();
+    assert!((in_layers - conv_gflop).abs() <= 1e-9 * total);
+    // The stem: a 3×3 stride-2 Conv from the 3 image channels at half the input's resolution.
+    let [_, _, h, w] = <[usize; 4]>::try_from(input_shape(&path)).unwrap();
+    let stem_layer = p
+        .layers
+        .iter()
+        .find(|l| l.layer.starts_with("3x3 3->"))
+        .unwrap_or_else(|| panic!("no stem layer in {:?}", p.layers));
+    assert!(
+        stem_layer
+            .layer
+            .ends_with(&format!("@{}x{} s2,2", h / 2, w / 2)),
+        "{}",
+        stem_layer.layer
+    );
+}
+
+fn input_shape(path: &Path) -> Vec<usize> {
+    ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy"))
+        .unwrap()
+        .shape
+        .clone()
+}

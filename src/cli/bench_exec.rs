@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Context};
 use ocrnet_edge::bench::{measure_output, median};
-use ocrnet_edge::exec::{ExecOptions, Executor};
+use ocrnet_edge::exec::profile::Profile;
+use ocrnet_edge::exec::{ExecOptions, Executor, NodeTime};
 use ocrnet_edge::onnx::{self, stats::human_bytes};
 use ocrnet_edge::tensor::Tensor;
 use std::collections::HashMap;
@@ -123,6 +124,8 @@ pub fn bench(
     let pinned = HashMap::from([(name, dims.iter().map(|&d| d as i64).collect())]);
     let shapes = ocrnet_edge::shape::infer_with(&model.graph, model.opset().unwrap_or(1), &pinned)?;
     let flops = ocrnet_edge::exec::flops::count(&model.graph, &shapes) as f64;
+    // Only the graph is needed after this, for the profile: the weights go before the workers run.
+    let graph = profile.then(|| model.graph.clone());
     drop(model);
 
     let exe = std::env::current_exe()?;
@@ -158,18 +161,20 @@ pub fn bench(
     let (ours_run, ours_out) =
         measure_output(&mut worker).context("running the executor worker")?;
     let ours = parse(&ours_out, "ocrnet-edge")?;
-    if profile && !json {
-        // Time by op type in the last run, slowest first.
-        let v: serde_json::Value = serde_json::from_str(ours_out.trim())?;
-        println!("{:<22} {:>9} {:>6}", "op (last run)", "seconds", "nodes");
-        for row in v["stats"]["profile"].as_array().into_iter().flatten() {
-            println!(
-                "{:<22} {:>9.3} {:>6}",
-                row[0].as_str().unwrap_or("?"),
-                row[1].as_f64().unwrap_or(0.0),
-                row[2].as_u64().unwrap_or(0)
-            );
+    let node_profile = match &graph {
+        Some(graph) => {
+            let v: serde_json::Value = serde_json::from_str(ours_out.trim())?;
+            let times: Vec<NodeTime> = serde_json::from_value(v["stats"]["nodes"].clone())
+                .context("the worker's node times")?;
+            Some((
+                Profile::new(graph, &shapes, &times),
+                v["stats"]["profile"].clone(),
+            ))
         }
+        None => None,
+    };
+    if let (Some((p, ops)), false) = (&node_profile, json) {
+        print_profile(p, ops);
     }
     let ort_available = Command::new(python)
         .args(["-c", "import onnxruntime, numpy"])
@@ -198,6 +203,7 @@ pub fn bench(
             "gflop": flops / 1e9,
             "ocrnet_edge": {"median_seconds": ours, "gflops": flops / 1e9 / ours, "peak_rss_bytes": ours_run.peak_rss_bytes},
             "onnxruntime": peer.map(|(s, rss)| serde_json::json!({"median_seconds": s, "gflops": flops / 1e9 / s, "peak_rss_bytes": rss})),
+            "profile": node_profile.map(|(p, ops)| serde_json::json!({"ops": ops, "nodes": p.nodes, "layers": p.layers})),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -235,4 +241,74 @@ pub fn bench(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Nodes and convolution geometries listed by `--profile`.
+const PROFILE_ROWS: usize = 15;
+
+/// The last run's time by op type, its slowest nodes and its convolutions grouped by geometry, with
+/// GFLOP/s where the node's arithmetic is counted.
+fn print_profile(p: &Profile, ops: &serde_json::Value) {
+    let rate = |gflop: Option<f64>, s: f64| match gflop {
+        Some(g) if s > 0.0 => format!("{:.1}", g / s),
+        _ => "-".into(),
+    };
+    let share = |s: f64| 100.0 * s / p.seconds.max(f64::MIN_POSITIVE);
+    println!(
+        "{:<22} {:>9} {:>6} {:>6}",
+        "op (last run)", "seconds", "share", "nodes"
+    );
+    for row in ops.as_array().into_iter().flatten() {
+        let s = row[1].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<22} {:>9.3} {:>5.1}% {:>6}",
+            row[0].as_str().unwrap_or("?"),
+            s,
+            share(s),
+            row[2].as_u64().unwrap_or(0)
+        );
+    }
+    println!("\nslowest nodes:");
+    println!(
+        "{:<44} {:<10} {:>8} {:>6} {:>8}  layer",
+        "node", "op", "ms", "share", "GFLOP/s"
+    );
+    for r in p.nodes.iter().take(PROFILE_ROWS) {
+        println!(
+            "{:<44} {:<10} {:>8.1} {:>5.1}% {:>8}  {}",
+            ellipsis(&r.name, 44),
+            r.op,
+            r.seconds * 1e3,
+            share(r.seconds),
+            rate(r.gflop, r.seconds),
+            r.layer.as_deref().unwrap_or("")
+        );
+    }
+    println!("\nconvolutions by geometry:");
+    println!(
+        "{:<32} {:>6} {:>8} {:>6} {:>8} {:>8}",
+        "layer", "nodes", "ms", "share", "GFLOP", "GFLOP/s"
+    );
+    for l in p.layers.iter().take(PROFILE_ROWS) {
+        println!(
+            "{:<32} {:>6} {:>8.1} {:>5.1}% {:>8.2} {:>8}",
+            l.layer,
+            l.nodes,
+            l.seconds * 1e3,
+            share(l.seconds),
+            l.gflop,
+            rate(Some(l.gflop), l.seconds)
+        );
+    }
+    println!();
+}
+
+/// `s` cut to at most `n` characters, its end kept (a node name's tail is its most specific part).
+fn ellipsis(s: &str, n: usize) -> String {
+    let len = s.chars().count();
+    if len <= n {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(len + 1 - n).collect();
+    format!("…{tail}")
 }

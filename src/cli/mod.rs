@@ -214,7 +214,8 @@ pub enum BenchCommand {
         python: String,
         #[arg(long)]
         json: bool,
-        /// Also print the executor's time per op type.
+        /// Also print the executor's time per op type, its slowest nodes and its convolutions by
+        /// geometry, with GFLOP/s (in the JSON report too).
         #[arg(long)]
         profile: bool,
     },

@@ -12,7 +12,7 @@ use super::eval::{executor, Evaluator, Score};
 use super::{block_of, module_of, DebugError};
 use crate::calib::ScaleTable;
 use crate::onnx::error::node_label;
-use crate::onnx::{Graph, Model};
+use crate::onnx::Model;
 use crate::passes::qdq::{self, QdqOptions};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -189,11 +189,8 @@ fn node_flops(model: &Model) -> BTreeMap<String, u64> {
         .nodes
         .iter()
         .map(|n| {
-            let g = Graph {
-                nodes: vec![n.clone()],
-                ..Default::default()
-            };
-            (node_label(n), crate::exec::flops::count(&g, &shapes))
+            let f = crate::exec::flops::of_node(n, &shapes).unwrap_or(0);
+            (node_label(n), f)
         })
         .collect()
 }

@@ -28,7 +28,8 @@ pub struct ExecOptions {
     /// Worker threads; 0 means one per core.
     pub threads: usize,
     pub numerics: Numerics,
-    /// Time every node and report the totals per op type in [`RunStats::profile`].
+    /// Time every node and report the totals per op type in [`RunStats::profile`] and each node's
+    /// time in [`RunStats::nodes`].
     pub profile: bool,
 }
 
@@ -74,6 +75,21 @@ pub struct RunStats {
     pub peak_activation_bytes: usize,
     /// Time per op type, when [`ExecOptions::profile`] is on.
     pub profile: OpProfile,
+    /// Time per node in execution order, when [`ExecOptions::profile`] is on: where a per-op total
+    /// hides which layer is slow (one 720→512 Conv against a hundred 48-channel ones).
+    pub nodes: Vec<NodeTime>,
+}
+
+/// One node's time in a profiled run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeTime {
+    /// The node's name (`<unnamed, output …>` when it has none).
+    pub name: String,
+    /// Its first output: unique in the graph, where names may be missing or repeated.
+    pub output: String,
+    /// The op type, `Conv+Relu` / `Add+Relu` when a Relu ran fused with it.
+    pub op: String,
+    pub seconds: f64,
 }
 
 /// Where a run spent its time, by op type: (op, seconds, nodes), slowest first.
@@ -407,9 +423,16 @@ impl Executor {
                     (Some(_), "Add") => "Add+Relu",
                     (_, op) => op,
                 };
+                let seconds = t0.elapsed().as_secs_f64();
                 let e = per_op.entry(op).or_default();
-                e.0 += t0.elapsed().as_secs_f64();
+                e.0 += seconds;
                 e.1 += 1;
+                stats.nodes.push(NodeTime {
+                    name: node_label(node),
+                    output: node.output.first().cloned().unwrap_or_default(),
+                    op: op.to_string(),
+                    seconds,
+                });
             }
             for (slot, mut t) in step.outputs.iter().zip(outs) {
                 let Some(slot) = slot else { continue };

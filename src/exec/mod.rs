@@ -4,7 +4,8 @@
 pub mod engine;
 pub mod flops;
 pub mod ops;
+pub mod profile;
 pub mod recycle;
 pub mod verify;
 
-pub use engine::{ExecError, ExecOptions, Executor, Hook, Numerics, OpProfile, RunStats};
+pub use engine::{ExecError, ExecOptions, Executor, Hook, NodeTime, Numerics, OpProfile, RunStats};

@@ -357,3 +357,30 @@ fn a_recycled_output_buffer_is_overwritten() {
     let err = rel_l2(&got, &want);
     assert!(err <= 1e-5, "rel L2 {err}");
 }
+
+#[test]
+fn row_packed_layouts_at_their_edges() {
+    // The AVX2 kernel packs input rows instead of im2col for stride 1 along the width and 1 or 3
+    // taps across. What that layout has to get right: a 3×1 kernel (one tap across, three rows),
+    // a 1×3 one (three taps, one row), vertical stride 2 with horizontal stride 1, tiles that
+    // start mid-row and span several rows, pads wider than the kernel reaches (a column, a whole
+    // segment row, in the padding), two channel blocks (depth 9·60 > 512) and a group split.
+    let mut tall = Case::new([1, 5, 13, 11], [4, 5, 3, 1]);
+    tall.pads = [1, 0, 1, 0];
+    tall.check(&[5, 11, 40]);
+    let mut wide = Case::new([2, 4, 6, 21], [7, 4, 1, 3]);
+    wide.pads = [0, 1, 0, 1];
+    wide.check(&[3, 21, 50]);
+    let mut vertical = Case::new([1, 60, 12, 19], [5, 60, 3, 3]);
+    vertical.strides = [2, 1];
+    vertical.pads = [1, 1, 1, 1];
+    vertical.check(&[7, 19, 45]);
+    let mut padded = Case::new([1, 3, 4, 5], [2, 3, 3, 3]);
+    padded.pads = [4, 5, 4, 5];
+    padded.check(&[1, 13, 30]);
+    let mut grouped = Case::new([1, 8, 9, 17], [6, 4, 3, 3]);
+    grouped.groups = 2;
+    grouped.dilations = [2, 2];
+    grouped.pads = [2, 2, 2, 2];
+    grouped.check(&[9, 17, 100]);
+}
