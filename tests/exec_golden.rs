@@ -314,3 +314,69 @@ fn input_shape(path: &Path) -> Vec<usize> {
         .shape
         .clone()
 }
+
+/// x → Softmax(channels) → Transpose(H, W) → Transpose back → + the softmax: every value 2 MiB,
+/// large enough for the executor's buffer pool.
+fn pooled_chain() -> onnx::Model {
+    use ocrnet_edge::onnx::proto::AttributeProto;
+    let ints = |name: &str, v: &[i64]| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(7),
+        ints: v.to_vec(),
+        ..Default::default()
+    };
+    let mut softmax = node("softmax", "Softmax", &["x"], &["s"]);
+    softmax.attribute.push(AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(2),
+        i: Some(1),
+        ..Default::default()
+    });
+    let mut there = node("there", "Transpose", &["s"], &["t"]);
+    there.attribute.push(ints("perm", &[0, 1, 3, 2]));
+    let mut back = node("back", "Transpose", &["t"], &["u"]);
+    back.attribute.push(ints("perm", &[0, 1, 3, 2]));
+    let mut proto = tiny_model(1);
+    let graph = proto.graph.as_mut().unwrap();
+    graph.node = vec![
+        softmax,
+        there,
+        back,
+        node("add", "Add", &["u", "s"], &["y"]),
+    ];
+    graph.initializer.clear();
+    graph.input = vec![value("x", &[1, 16, 128, 256])];
+    graph.output = vec![value("y", &[1, 16, 128, 256])];
+    let graph = onnx::Graph::from_proto(proto.graph.take().unwrap()).unwrap();
+    onnx::Model::new(proto, graph)
+}
+
+#[test]
+fn runs_inside_one_buffer_pool_reuse_each_others_buffers() {
+    let exec = Executor::new(&pooled_chain(), ExecOptions::default()).unwrap();
+    let n = 16 * 128 * 256;
+    let x: Vec<f32> = (0..n).map(|i| (i % 997) as f32 / 250.0).collect();
+    let feed = || {
+        HashMap::from([(
+            "x".to_string(),
+            Tensor::vec_f32(vec![1, 16, 128, 256], x.clone()).unwrap(),
+        )])
+    };
+    let run = |e: &Executor| e.run_with_stats(feed(), &[], None).unwrap();
+    // Separate runs: each starts from an empty pool, so each allocates the same fresh buffers.
+    let (first, a) = run(&exec);
+    let (_, b) = run(&exec);
+    assert!(a.fresh_buffers >= 2, "{a:?}");
+    assert_eq!(a.fresh_buffers, b.fresh_buffers);
+    // In one pool, the second run takes what the first freed: only the output it hands back
+    // to the caller (never freed into the pool) has to be new.
+    let (c, d, out) = exec.with_reused_buffers(|e| {
+        let (_, c) = run(e);
+        let (out, d) = run(e);
+        (c, d, out)
+    });
+    assert_eq!(c.fresh_buffers, a.fresh_buffers);
+    assert!(d.fresh_buffers < c.fresh_buffers, "{c:?} then {d:?}");
+    // Recycled buffers hold old values: the results must not depend on them.
+    assert_eq!(out["y"], first["y"]);
+}

@@ -165,25 +165,30 @@ impl Evaluator {
                 shape: Vec::new(),
             })?
             .to_string();
-        let mut matrix = ConfusionMatrix::new(self.classes);
-        let mut maps = Vec::with_capacity(self.samples.len());
-        for s in &self.samples {
-            let out = exec
-                .run(s.feed.clone(), &[], None)
-                .map_err(|source| DebugError::Exec {
-                    graph: graph.into(),
-                    source,
-                })?;
-            let logits = &out[&main];
-            let map = class_map(logits, s.height, s.width).ok_or_else(|| DebugError::Logits {
-                graph: graph.into(),
-                output: main.clone(),
-                shape: logits.shape.clone(),
-            })?;
-            matrix.add(&s.labels, &map.classes);
-            maps.push(map.classes);
-        }
-        Ok((maps, matrix))
+        // One buffer pool for the whole split: each image's run reuses the buffers the previous
+        // one freed instead of faulting in fresh pages.
+        exec.with_reused_buffers(|exec| {
+            let mut matrix = ConfusionMatrix::new(self.classes);
+            let mut maps = Vec::with_capacity(self.samples.len());
+            for s in &self.samples {
+                let out =
+                    exec.run(s.feed.clone(), &[], None)
+                        .map_err(|source| DebugError::Exec {
+                            graph: graph.into(),
+                            source,
+                        })?;
+                let logits = &out[&main];
+                let map =
+                    class_map(logits, s.height, s.width).ok_or_else(|| DebugError::Logits {
+                        graph: graph.into(),
+                        output: main.clone(),
+                        shape: logits.shape.clone(),
+                    })?;
+                matrix.add(&s.labels, &map.classes);
+                maps.push(map.classes);
+            }
+            Ok((maps, matrix))
+        })
     }
 }
 

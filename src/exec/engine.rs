@@ -75,6 +75,9 @@ pub struct RunStats {
     pub peak_activation_bytes: usize,
     /// Time per op type, when [`ExecOptions::profile`] is on.
     pub profile: OpProfile,
+    /// Large float buffers (256 KiB and up) this run allocated new instead of reusing a freed
+    /// one: every one is fresh pages from the system, zeroed one page fault at a time.
+    pub fresh_buffers: usize,
     /// Time per node in execution order, when [`ExecOptions::profile`] is on: where a per-op total
     /// hides which layer is slow (one 720→512 Conv against a hundred 48-channel ones).
     pub nodes: Vec<NodeTime>,
@@ -320,6 +323,17 @@ impl Executor {
             .install(|| self.run_inner(inputs, &keep, extra, &mut hook, None))
     }
 
+    /// Runs `f` on this executor's threads with one buffer pool around every run it makes: the
+    /// buffers freed by one run are reused by the next, instead of each run starting from fresh
+    /// pages (a candidate scored over a split of images, a daemon's stream). Between runs the
+    /// pool holds at most what a run freed, which the next run's peak needs anyway.
+    pub fn with_reused_buffers<R: Send>(&self, f: impl FnOnce(&Self) -> R + Send) -> R {
+        self.pool.install(|| {
+            let _buffers = recycle::Scope::enter();
+            f(self)
+        })
+    }
+
     /// Runs the graph with a hook that sees only the values named in `watch` (names the graph does not
     /// have are ignored). Unlike a hook on every value, this keeps the fused Conv+Relu plan when no
     /// watched value is a Conv output that plan never materialises: calibration watches the Q/DQ pass's
@@ -349,6 +363,7 @@ impl Executor {
     ) -> Result<(HashMap<String, Tensor>, RunStats), ExecError> {
         let watched = |slot: usize| watch.is_none_or(|w| w.contains(&slot));
         let _buffers = recycle::Scope::enter();
+        let fresh_before = recycle::fresh();
         let mut values: Vec<Option<Arc<Tensor>>> = self.constants.clone();
         let mut stats = RunStats::default();
         let mut live = 0usize;
@@ -472,6 +487,7 @@ impl Executor {
                 .ok_or_else(|| ExecError::UnknownValue(name.to_string()))?;
             result.insert(name.to_string(), Arc::unwrap_or_clone(t));
         }
+        stats.fresh_buffers = recycle::fresh() - fresh_before;
         stats.profile = per_op
             .into_iter()
             .map(|(op, (s, n))| (op.to_string(), s, n))
