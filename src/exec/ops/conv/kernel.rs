@@ -55,11 +55,21 @@ pub trait ConvFloat: Float {
     ) -> Option<Vec<Self>> {
         None
     }
+
+    /// An output buffer of `len` elements whose contents the kernel overwrites in full.
+    fn output(len: usize) -> Vec<Self> {
+        vec![Self::ZERO; len]
+    }
 }
 
 impl ConvFloat for f64 {}
 
 impl ConvFloat for f32 {
+    /// Inside a run, a freed buffer of about that size (old values and all).
+    fn output(len: usize) -> Vec<f32> {
+        crate::exec::recycle::f32_buffer(len)
+    }
+
     #[cfg(target_arch = "x86_64")]
     fn fast_conv(
         g: &Conv2d,
@@ -107,7 +117,7 @@ pub fn conv2d_with_tile<T: ConvFloat>(
 ///
 /// # Panics
 /// When a slice is shorter than `g` says.
-pub fn conv2d_portable<T: Float>(
+pub fn conv2d_portable<T: ConvFloat>(
     g: &Conv2d,
     x: &[T],
     w: &[T],
@@ -121,7 +131,9 @@ pub fn conv2d_portable<T: Float>(
     assert!(x.len() >= n * g.in_channels * plane, "input too short");
     assert!(w.len() >= m * k, "weights too short");
     assert!(bias.is_none_or(|b| b.len() >= m), "bias too short");
-    let mut y = vec![T::ZERO; n * m * p_out];
+    // Every element is written before it is read: the bias (or the GEMM without reading its
+    // destination) comes first.
+    let mut y = T::output(n * m * p_out);
     if y.is_empty() {
         return y;
     }

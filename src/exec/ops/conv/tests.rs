@@ -340,22 +340,33 @@ fn a_recycled_output_buffer_is_overwritten() {
     let g = c.geom();
     let x = noise(c.x.iter().product(), 8);
     let w = noise(c.w.iter().product(), 9);
-    let want = direct(&g, &x, &w, None);
+    let b = noise(16, 10);
     let _run = crate::exec::recycle::Scope::enter();
-    crate::exec::recycle::give(vec![f32::NAN; want.len()]);
-    assert_eq!(crate::exec::recycle::pooled(), want.len());
-    let got = conv2d(&g, &x, &w, None);
-    // The AVX2 kernel takes its output from the pool (the portable one allocates its own).
-    #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        assert_eq!(
-            crate::exec::recycle::pooled(),
-            0,
-            "the NaN buffer was taken"
-        );
+    // Both kernels, with and without a bias (without one, the portable GEMM must not read its
+    // destination).
+    for bias in [None, Some(b.as_slice())] {
+        let want = direct(&g, &x, &w, bias);
+        for portable in [false, true] {
+            crate::exec::recycle::give(vec![f32::NAN; want.len()]);
+            assert_eq!(crate::exec::recycle::pooled(), want.len());
+            let got = if portable {
+                conv2d_portable(&g, &x, &w, bias, 64)
+            } else {
+                conv2d(&g, &x, &w, bias)
+            };
+            assert_eq!(
+                crate::exec::recycle::pooled(),
+                0,
+                "the NaN buffer was taken"
+            );
+            let err = rel_l2(&got, &want);
+            assert!(
+                err <= 1e-5,
+                "portable {portable}, bias {}: rel L2 {err}",
+                bias.is_some()
+            );
+        }
     }
-    let err = rel_l2(&got, &want);
-    assert!(err <= 1e-5, "rel L2 {err}");
 }
 
 #[test]
