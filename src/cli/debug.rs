@@ -237,8 +237,11 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(max_scales(&model, &compared, Method::Max)?)
     };
+    // The two graphs run at once: buffer pools on both sides would add up (see
+    // ExecOptions::reuse_buffers).
     let opts = ExecOptions {
         threads: a.threads,
+        reuse_buffers: false,
         ..Default::default()
     };
     let reference = Executor::new(&model, opts).context("preparing the FP32 graph")?;
