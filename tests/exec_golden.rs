@@ -197,9 +197,9 @@ fn fused_and_in_place_plan_gives_the_same_bits_as_the_plain_one() {
     }
 }
 
-#[test]
-fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
-    let path = fixture("legacy_static_opset11");
+/// A fixture's model, a profiling executor for it and its input.
+fn profiled(case: &str) -> (onnx::Model, Executor, Tensor) {
+    let path = fixture(case);
     let model = onnx::load(&path).unwrap();
     let options = ExecOptions {
         profile: true,
@@ -207,6 +207,12 @@ fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
     };
     let exec = Executor::new(&model, options).unwrap();
     let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
+    (model, exec, input)
+}
+
+#[test]
+fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
+    let (model, exec, input) = profiled("legacy_static_opset11");
     let feed = || HashMap::from([("input".to_string(), input.clone())]);
     // A Conv read only by a Relu: its output exists only in the unfused plan, the Relu's in both.
     let nodes = &model.graph.nodes;
@@ -249,14 +255,8 @@ fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
 
 #[test]
 fn a_profiled_run_times_every_node_and_counts_every_convolution() {
-    let path = fixture("legacy_static_opset11");
-    let model = onnx::load(&path).unwrap();
-    let options = ExecOptions {
-        profile: true,
-        ..Default::default()
-    };
-    let exec = Executor::new(&model, options).unwrap();
-    let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
+    let (model, exec, input) = profiled("legacy_static_opset11");
+    let [_, _, h, w] = <[usize; 4]>::try_from(input.shape.clone()).unwrap();
     let (_, stats) = exec
         .run_with_stats(HashMap::from([("input".to_string(), input)]), &[], None)
         .unwrap();
@@ -293,7 +293,6 @@ fn a_profiled_run_times_every_node_and_counts_every_convolution() {
         .sum();
     assert!((in_layers - conv_gflop).abs() <= 1e-9 * total);
     // The stem: a 3×3 stride-2 Conv from the 3 image channels at half the input's resolution.
-    let [_, _, h, w] = <[usize; 4]>::try_from(input_shape(&path)).unwrap();
     let stem_layer = p
         .layers
         .iter()
@@ -306,13 +305,6 @@ fn a_profiled_run_times_every_node_and_counts_every_convolution() {
         "{}",
         stem_layer.layer
     );
-}
-
-fn input_shape(path: &Path) -> Vec<usize> {
-    ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy"))
-        .unwrap()
-        .shape
-        .clone()
 }
 
 /// x → Softmax(channels) → Transpose(H, W) → Transpose back → + the softmax: every value 2 MiB,
