@@ -104,19 +104,31 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usiz
     // Every element is stored by the first depth block's micro-kernel calls before anything
     // reads it: a recycled buffer's old contents do no harm.
     let mut y = crate::exec::recycle::f32_buffer(len);
+    let packing = packing(g);
+    // Depth blocks of at most KC rows: whole input channels for row packing.
+    let blocks = match packing {
+        Packing::Rows(kw) => {
+            let cg = g.in_channels / g.groups;
+            par::split(cg, cg.div_ceil((KC / (g.h.kernel * kw)).max(1)))
+        }
+        Packing::Im2col => par::split(k, k.div_ceil(KC)),
+    };
     let job = Job {
         g,
         x,
         weights: Weights::pack(g, w, bias),
+        widest: blocks.iter().map(|b| b.len()).max().unwrap_or(0),
+        blocks,
         tile: tile.clamp(1, p_out),
         p_out,
         y: par::SyncPtr::new(&mut y),
     };
     let tasks = n * g.groups * p_out.div_ceil(job.tile);
-    match packing(g) {
+    match packing {
         Packing::Rows(1) => par::for_each(tasks, len * k, |t| job.rows::<1>(t)),
         Packing::Rows(3) => par::for_each(tasks, len * k, |t| job.rows::<3>(t)),
-        _ => par::for_each(tasks, len * k, |t| job.im2col(t)),
+        Packing::Rows(kw) => unreachable!("packing() gives rows for 1 or 3 taps across, not {kw}"),
+        Packing::Im2col => par::for_each(tasks, len * k, |t| job.im2col(t)),
     }
     y
 }
@@ -144,6 +156,9 @@ struct Job<'a> {
     g: &'a Conv2d,
     x: &'a [f32],
     weights: Weights,
+    /// Depth rows (im2col) or input channels (row packing) per block, and the most in one.
+    blocks: Vec<std::ops::Range<usize>>,
+    widest: usize,
     tile: usize,
     p_out: usize,
     y: par::SyncPtr<f32>,
@@ -173,12 +188,10 @@ impl Job<'_> {
     fn im2col(&self, t: usize) {
         let g = self.g;
         let (ni, gi, p0, pt) = self.task(t);
-        let k = g.depth();
-        let blocks = par::split(k, k.div_ceil(KC));
-        let kc_max = blocks[0].len().max(blocks[blocks.len() - 1].len());
+        let blocks = &self.blocks;
         let x_img = self.input(ni, gi);
         let panels = panels(g, p0, pt);
-        with_scratch::<f32, _>(panels.len() * NR * kc_max + LINE, |buf| {
+        with_scratch::<f32, _>(panels.len() * NR * self.widest + LINE, |buf| {
             let a = aligned(buf);
             for (bi, kb) in blocks.iter().enumerate() {
                 let kc = kb.len();
@@ -220,16 +233,14 @@ impl Job<'_> {
     fn rows<const KW: usize>(&self, t: usize) {
         let g = self.g;
         let (ni, gi, p0, pt) = self.task(t);
-        let (cg, kh, taps) = (g.in_channels / g.groups, g.h.kernel, g.h.kernel * KW);
-        let blocks = par::split(cg, cg.div_ceil((KC / taps).max(1)));
-        let nch_max = blocks[0].len().max(blocks[blocks.len() - 1].len());
+        let (kh, taps, blocks) = (g.h.kernel, g.h.kernel * KW, &self.blocks);
         let x_img = self.input(ni, gi);
         let segs = segments(g, p0, pt);
         let widest = segs.iter().map(|s| s.len).max().unwrap_or(0);
         // Room for the last panel's full 16 columns and its taps' reach, in whole cache lines so
         // that the first tap's loads are aligned.
         let row = (widest.next_multiple_of(NR) + (KW - 1) * g.w.dilation).next_multiple_of(LINE);
-        with_scratch::<f32, _>(segs.len() * nch_max * kh * row + LINE, |buf| {
+        with_scratch::<f32, _>(segs.len() * self.widest * kh * row + LINE, |buf| {
             let a = aligned(buf);
             for (bi, chans) in blocks.iter().enumerate() {
                 let seg_len = chans.len() * kh * row;
