@@ -8,7 +8,7 @@
 //!   of HRNet): per segment of the tile on one output row, the input rows its taps read,
 //!   `[channel][ky][row]`; tap (ky, kx) of pixel j is element `j + kx·dilation` of row ky. A 3×3
 //!   layer packs a third of what im2col copies: on W48 its 48/96/192-channel layers went from
-//!   92–112 to 107–129 GFLOP/s (2 threads, alternating runs).
+//!   92–115 to 107–129 GFLOP/s (2 threads, alternating runs).
 //! - **im2col** panels of 16 output pixels, `[panel][depth][16]`, for the rest (pointwise and
 //!   strided layers): an interior panel's depth row is one 64-byte copy.
 //!
@@ -236,10 +236,10 @@ impl Job<'_> {
         let (kh, taps, blocks) = (g.h.kernel, g.h.kernel * KW, &self.blocks);
         let x_img = self.input(ni, gi);
         let segs = segments(g, p0, pt);
-        let widest = segs.iter().map(|s| s.len).max().unwrap_or(0);
+        let longest = segs.iter().map(|s| s.len).max().unwrap_or(0);
         // Room for the last panel's full 16 columns and its taps' reach, in whole cache lines so
         // that the first tap's loads are aligned.
-        let row = (widest.next_multiple_of(NR) + (KW - 1) * g.w.dilation).next_multiple_of(LINE);
+        let row = (longest.next_multiple_of(NR) + (KW - 1) * g.w.dilation).next_multiple_of(LINE);
         with_scratch::<f32, _>(segs.len() * self.widest * kh * row + LINE, |buf| {
             let a = aligned(buf);
             for (bi, chans) in blocks.iter().enumerate() {
@@ -251,11 +251,10 @@ impl Job<'_> {
                     stride: row,
                     step: g.w.dilation,
                 };
-                let last = bi + 1 == blocks.len();
+                let (last, k0) = (bi + 1 == blocks.len(), chans.start * taps);
                 for (seg, aseg) in segs.iter().zip(a.chunks_exact(seg_len)) {
                     for j in (0..seg.len).step_by(NR) {
                         let cols = NR.min(seg.len - j);
-                        let k0 = chans.start * taps;
                         self.store::<KW>(
                             ni,
                             gi,
