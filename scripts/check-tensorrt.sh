@@ -4,7 +4,8 @@
 #      tensorrt`, which compiles the C++ shims to objects and type-checks the Rust side (nothing is linked), then
 #      a strict -Werror syntax pass over cpp/trt with the cxx-generated headers;
 #   2. the plugin library: builds libocrnet_plugins.so and the plugin harness, and runs the harness (host
-#      checks everywhere, enqueue on the GPU when there is one).
+#      checks everywhere, enqueue on the GPU when there is one); then the same plugin objects over the kernels'
+#      CPU emulation (cpp/tools/cuda_emu), where the harness runs each plugin's enqueue without a GPU.
 # Set OCRNET_CHECK_PLUGINS=0 to run only step 1.
 #
 #   TENSORRT_INCLUDE_DIR=/path/to/TensorRT/include scripts/check-tensorrt.sh     # one header set
@@ -50,6 +51,10 @@ check_plugins=${OCRNET_CHECK_PLUGINS:-1}
 kernels=target/cuda
 if [ "$check_plugins" != 0 ] && [ ! -f "$kernels/libocrnet_kernels.a" ]; then
     scripts/build-cuda.sh "$kernels"
+fi
+emu=target/cuda-emu
+if [ "$check_plugins" != 0 ]; then
+    OCR_EMU_RUN=0 scripts/check-cuda-emu.sh "$emu"
 fi
 
 # Step 1: cpp/trt and src/engine against one header set. cargo check runs build.rs, which compiles cpp/trt (and
@@ -99,5 +104,13 @@ for inc in "${sets[@]}"; do
         -L"$cuda_lib" -lcudart_static -ldl -lpthread -lrt -o "$out/plugin_harness"
     echo "built $out/libocrnet_plugins.so and $out/plugin_harness"
     "$out/plugin_harness" "$PWD/$out/libocrnet_plugins.so" || status=1
+    # The same plugin objects over the kernels' CPU emulation (scripts/check-cuda-emu.sh): the harness then
+    # sees a "device" and runs each plugin's own enqueue against the C++ reference, FP32 and FP16.
+    "$CXX" -shared -o "$out/libocrnet_plugins_emu.so" "${objs[@]}" \
+        "$emu"/{ocrGatherKernel,ocrAttentionKernel,ocr_params,cuda_emu}.o -pthread -Wl,--no-undefined
+    "$CXX" "${flags[@]}" -fvisibility=default cpp/tools/plugin_harness.cpp "$emu/ocr_reference.o" "$emu/cuda_emu.o" \
+        -ldl -pthread -o "$out/plugin_harness_emu"
+    echo "-- plugin harness on the CUDA CPU emulation (enqueue runs the kernels' device code on the CPU)"
+    "$out/plugin_harness_emu" "$PWD/$out/libocrnet_plugins_emu.so" || status=1
 done
 exit $status

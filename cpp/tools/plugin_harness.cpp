@@ -6,7 +6,8 @@
 // getFieldsToSerialize into a second instance; bad fields are refused without throwing; supportsFormatCombination,
 // getOutputDataTypes and getOutputShapes (through a small fake IExprBuilder) give the expected answers.
 // GPU checks (when a CUDA device is present): the plugin's own enqueue on device buffers, FP32 and FP16, against
-// the C++ reference. Without a device they are reported as skipped.
+// the C++ reference. Without a device they are reported as skipped. Built against the CPU emulation of CUDA
+// (cpp/tools/cuda_emu, with a library whose kernels are emulated too) the enqueue checks run on the CPU.
 //
 //   plugin_harness path/to/libocrnet_plugins.so        exit 0 all passed, 1 a failure
 #include <NvInferRuntime.h>
