@@ -25,7 +25,9 @@
 //!
 //! That loop order and a depth block of 512 were measured on W48 (2 threads, one run of each in
 //! turn): 6.8–7.3 s a forward, against 8.2–8.8 s with the panels outside the channel blocks
-//! (BLIS's order, the A panel kept in L1) and 7.0–7.9 s with blocks of 256.
+//! (BLIS's order, the A panel kept in L1) and 7.0–7.9 s with blocks of 256. Row packing had
+//! swapped the order back by accident; restoring it (alternating W48 runs) took the pointwise
+//! layers from 44–101 to 56–113 GFLOP/s and the forward from 6.5–8.0 to 6.2–7.0 s.
 //!
 //! The 6×16 block is 12 ymm accumulators fed per depth step by two loads of A and six broadcasts
 //! of W: the FMA units, not the loads, set the pace. Reading the input in place instead of packing
@@ -210,20 +212,17 @@ impl Job<'_> {
                     stride: NR,
                     step: 0,
                 };
+                let cols: Vec<Cols> = panels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, panel)| Cols {
+                        at: i * NR * kc,
+                        first: panel.first,
+                        len: panel.len,
+                    })
+                    .collect();
                 let last = bi + 1 == blocks.len();
-                for (panel, ap) in panels.iter().zip(a.chunks_exact(NR * kc)) {
-                    self.store::<1>(
-                        ni,
-                        gi,
-                        kb.start,
-                        walk,
-                        ap,
-                        panel.first,
-                        panel.len,
-                        bi == 0,
-                        last,
-                    );
-                }
+                self.store::<1>(ni, gi, kb.start, walk, a, &cols, bi == 0, last);
             }
         });
     }
@@ -252,29 +251,28 @@ impl Job<'_> {
                     step: g.w.dilation,
                 };
                 let (last, k0) = (bi + 1 == blocks.len(), chans.start * taps);
-                for (seg, aseg) in segs.iter().zip(a.chunks_exact(seg_len)) {
-                    for j in (0..seg.len).step_by(NR) {
-                        let cols = NR.min(seg.len - j);
-                        self.store::<KW>(
-                            ni,
-                            gi,
-                            k0,
-                            walk,
-                            &aseg[j..],
-                            seg.first + j,
-                            cols,
-                            bi == 0,
-                            last,
-                        );
-                    }
-                }
+                let cols: Vec<Cols> = segs
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, seg)| {
+                        (0..seg.len).step_by(NR).map(move |j| Cols {
+                            at: i * seg_len + j,
+                            first: seg.first + j,
+                            len: NR.min(seg.len - j),
+                        })
+                    })
+                    .collect();
+                self.store::<KW>(ni, gi, k0, walk, a, &cols, bi == 0, last);
             }
         });
     }
 
-    /// Output pixels `first..first + cols` of every output channel of group `gi`, image `ni`,
-    /// over depth rows `k0..` that `walk` reads from `a`: from the bias on the `first` block,
-    /// Relu'd on the `last` when the layer has one.
+    /// Each of `cols`' pixel runs, for every output channel of group `gi`, image `ni`, over depth
+    /// rows `k0..` that `walk` reads from `a` at the run's offset: from the bias on the `first`
+    /// block, Relu'd on the `last` when the layer has one. Channel blocks outside, runs inside:
+    /// a block's weight panel stays in L1 while the tile's packed input streams from L2, and each
+    /// block's output rows are written in order (rows one output plane apart, a power-of-two
+    /// stride at HRNet's sizes).
     #[allow(clippy::too_many_arguments)]
     fn store<const KW: usize>(
         &self,
@@ -283,42 +281,58 @@ impl Job<'_> {
         k0: usize,
         walk: Walk,
         a: &[f32],
-        first_pixel: usize,
-        cols: usize,
+        cols: &[Cols],
         first: bool,
         last: bool,
     ) {
         let g = self.g;
         let (m, mg) = (g.out_channels, g.out_channels / g.groups);
-        assert!(a.len() >= walk.reach::<KW>(), "packed input too short");
-        for cb in 0..mg.div_ceil(MR) {
+        let reach = walk.reach::<KW>();
+        assert!(
+            cols.iter().all(|c| a.len() >= c.at + reach && c.len <= NR),
+            "packed input too short"
+        );
+        let one = |cb: usize, c: &Cols| {
             let rows = MR.min(mg - cb * MR);
             let wp = self.weights.panel(gi, cb, k0, walk.rows * KW);
             let bp = self.weights.bias(gi, cb);
-            // SAFETY: AVX2 and FMA were checked by `conv2d`; `a` holds what `walk` reads (checked
-            // above) and `wp` its weights; this task alone writes pixels `first_pixel..+cols`
-            // of image ni's output channels of group gi, and `dst + r·P + j` for r < rows,
-            // j < cols lies in them.
+            // SAFETY: AVX2 and FMA were checked by `conv2d`; `a[c.at..]` holds what `walk` reads
+            // (checked above) and `wp` its weights; this task alone writes pixels
+            // `c.first..+c.len` of image ni's output channels of group gi, and `dst + r·P + j`
+            // for r < rows, j < c.len lies in them.
             unsafe {
                 let dst = self
                     .y
                     .get()
-                    .add((ni * m + gi * mg + cb * MR) * self.p_out + first_pixel);
+                    .add((ni * m + gi * mg + cb * MR) * self.p_out + c.first);
                 block::<KW>(
                     walk,
-                    a,
+                    &a[c.at..],
                     wp,
                     bp,
                     dst,
                     self.p_out,
                     rows,
-                    cols,
+                    c.len,
                     first,
                     last && g.relu,
                 );
             }
+        };
+        for cb in 0..mg.div_ceil(MR) {
+            for c in cols {
+                one(cb, c);
+            }
         }
     }
+}
+
+/// Up to [`NR`] output pixels on one output row, from pixel `first`, whose packed input starts
+/// `at` floats into a tile's buffer.
+struct Cols {
+    at: usize,
+    first: usize,
+    len: usize,
 }
 
 /// The part of `buf` from its first 64-byte boundary on.
