@@ -294,12 +294,7 @@ pub fn resize(cx: &Ctx) -> OpResult<Tensor> {
         }
         Err(e) => return Err(e),
     };
-    // One pass per axis that changes, the most shrinking first so later passes move less.
-    let mut order: Vec<usize> = (0..x.shape.len()).collect();
-    order.sort_by(|&a, &b| {
-        let r = |d: usize| p.out_shape[d] as f64 / x.shape[d] as f64;
-        r(a).total_cmp(&r(b))
-    });
+    let order = pass_order(&x.shape, &p.out_shape, &p.scales);
     let mut shape = x.shape.clone();
     let mut cur = v.into_owned();
     for a in order {
@@ -311,6 +306,51 @@ pub fn resize(cx: &Ctx) -> OpResult<Tensor> {
         }
     }
     Ok(f32_out(p.out_shape, cur, prec))
+}
+
+/// The order of the linear passes over the axes that change: the cheapest by output elements
+/// written, a pass along the innermost axis counted 4× (it gathers element by element; the others
+/// blend whole rows). HRNet's 2×–8× bilinear upsampling then widens the rows first, on the small
+/// input, instead of last, on the large output.
+/// Axes whose size stays are kept when their scale is not 1 (a pass may still move values).
+fn pass_order(from: &[usize], to: &[usize], scales: &[f32]) -> Vec<usize> {
+    let axes: Vec<usize> = (0..from.len())
+        .filter(|&a| from[a] != to[a] || scales.get(a).is_some_and(|&s| s != 1.0))
+        .collect();
+    let cost = |order: &[usize]| {
+        let mut shape = from.to_vec();
+        let mut total = 0.0f64;
+        for &a in order {
+            shape[a] = to[a];
+            let inner: usize = shape[a + 1..].iter().product();
+            let written = shape.iter().map(|&d| d as f64).product::<f64>();
+            total += written * if inner == 1 { 4.0 } else { 1.0 };
+        }
+        total
+    };
+    let mut best = axes.clone();
+    if axes.len() <= 4 {
+        let mut order = axes;
+        permutations(&mut order, 0, &mut |o| {
+            if cost(o) < cost(&best) {
+                best = o.to_vec();
+            }
+        });
+    }
+    best
+}
+
+/// Calls `f` with every ordering of `v[k..]` (after `v[..k]`).
+fn permutations(v: &mut [usize], k: usize, f: &mut impl FnMut(&[usize])) {
+    if k == v.len() {
+        f(v);
+        return;
+    }
+    for i in k..v.len() {
+        v.swap(k, i);
+        permutations(v, k + 1, f);
+        v.swap(k, i);
+    }
 }
 
 /// Nearest: output element at multi-index `j` is input element `maps[d][j_d]` on each axis.

@@ -276,3 +276,23 @@ fn large_bilinear_matches_the_four_term_formula() {
     assert_eq!(y.dtype(), hx.dtype());
     assert_eq!(y.as_f32s()[..4], [1., 1.5, 2., 2.]);
 }
+
+#[test]
+fn upsampling_widens_rows_first_and_downsampling_last() {
+    use super::pass_order;
+    // The innermost axis's pass gathers element by element: on the small side of the resize.
+    assert_eq!(
+        pass_order(&[1, 48, 16, 32], &[1, 48, 128, 256], &[1., 1., 8., 8.]),
+        [3, 2]
+    );
+    assert_eq!(
+        pass_order(&[1, 1, 64, 64], &[1, 1, 8, 8], &[1., 1., 0.125, 0.125]),
+        [2, 3]
+    );
+    // A kept size with a scale other than 1 still gets its pass.
+    assert_eq!(
+        pass_order(&[1, 1, 4, 4], &[1, 1, 4, 8], &[1., 1., 1.1, 2.]).len(),
+        2
+    );
+    assert!(pass_order(&[2, 3], &[2, 3], &[1., 1.]).is_empty());
+}
