@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench kernels` prints the table; `-- sweep` adds a pixel-tile sweep (what
 //! `default_tile` was tuned with), `-- probe` bare GEMM calls at several M and strides, `-- quick`
-//! skips the 720-channel shapes.
+//! skips the 720-channel shapes; any other word keeps the shapes whose name contains it (`-- 1x1`).
 //!
 //! Each figure is the best of a few runs, as wall-clock GFLOP/s and, in brackets, per CPU-second
 //! of the process divided by the thread count: on a shared machine the second is what the code
@@ -46,6 +46,14 @@ const SHAPES: &[Shape] = &[
         name: "1x1 720->512 @128x256",
         cin: 720,
         cout: 512,
+        k: 1,
+        h: 128,
+        w: 256,
+    },
+    Shape {
+        name: "1x1 64->256 @128x256",
+        cin: 64,
+        cout: 256,
         k: 1,
         h: 128,
         w: 256,
@@ -325,6 +333,11 @@ fn probe() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let has = |a: &str| args.iter().any(|x| x == a);
+    // Any other argument (not a flag) keeps only the shapes whose name contains it.
+    let only: Vec<&String> = args[1..]
+        .iter()
+        .filter(|a| !a.starts_with('-') && !["probe", "quick", "sweep"].contains(&a.as_str()))
+        .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "{} threads available, load average {}",
@@ -350,6 +363,7 @@ fn main() {
     let shapes: Vec<&Shape> = SHAPES
         .iter()
         .filter(|s| !has("quick") || s.cin < 100)
+        .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
         .collect();
     for s in &shapes {
         let g = geometry(s);
