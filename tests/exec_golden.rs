@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ocrnet_edge::exec::{ExecOptions, Executor, Numerics};
 use ocrnet_edge::onnx;
-use ocrnet_edge::passes::{self, SimplifyOptions};
+use ocrnet_edge::passes::{self, fp16, SimplifyOptions};
 use ocrnet_edge::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
@@ -179,10 +179,19 @@ fn bad_inputs_and_unsupported_nodes_are_errors_naming_them() {
 #[test]
 fn fused_and_in_place_plan_gives_the_same_bits_as_the_plain_one() {
     // Without a hook the executor fuses Conv+Relu and computes Relu/Add into dying inputs; with a hook it
-    // runs every node as written. Both must produce identical bits.
-    for case in ["legacy_static_opset11", "legacy_static_mmseg_opset13"] {
+    // runs every node as written. Both must produce identical bits, in FP32 and in the FP16 graph
+    // (whose Add, Relu and Conv take the f16 paths).
+    for (case, half) in [
+        ("legacy_static_opset11", false),
+        ("legacy_static_mmseg_opset13", false),
+        ("legacy_static_opset11", true),
+    ] {
         let path = fixture(case);
-        let model = onnx::load(&path).unwrap();
+        let mut model = onnx::load(&path).unwrap();
+        if half {
+            let report = fp16::run(&mut model, &fp16::Fp16Options::default()).unwrap();
+            assert!(report.fp16_nodes > 100, "{report:?}");
+        }
         let exec = Executor::new(&model, ExecOptions::default()).unwrap();
         let input = ocrnet_edge::npy::read(&path.parent().unwrap().join("input.npy")).unwrap();
         let feed = || HashMap::from([("input".to_string(), input.clone())]);
@@ -192,7 +201,10 @@ fn fused_and_in_place_plan_gives_the_same_bits_as_the_plain_one() {
         let plain = exec.run(feed(), &[], Some(&mut hook)).unwrap();
         assert!(seen > 100);
         for name in ["aux", "out"] {
-            assert_eq!(fast[name], plain[name], "{case}/{name}");
+            assert_eq!(
+                fast[name], plain[name],
+                "{case}/{name} (fp16 graph: {half})"
+            );
         }
     }
 }

@@ -558,7 +558,7 @@ impl Executor {
     }
 }
 
-/// Relu, Add of two same-shape float32 tensors, and Reshape, computed into an input that dies here: the step is the
+/// Relu, Add of two same-shape float tensors (f32, f16 or bf16), and Reshape, computed into an input that dies here: the step is the
 /// input's last reader, nobody else holds it, and the run does not keep it. Saves an allocation and a pass
 /// of page faults per residual block. Returns the result and the bytes of the input it took.
 fn in_place(
@@ -588,11 +588,15 @@ fn in_place(
         ("Relu", [Some(x)]) if dying(*x, values) => {
             let mut t = take(*x, values)?;
             let bytes = t.byte_len();
-            let Data::F32(v) = &mut t.data else {
-                values[*x] = Some(Arc::new(t));
-                return None;
-            };
-            ops::relu_in_place(v);
+            match &mut t.data {
+                Data::F32(v) => ops::relu_in_place(v),
+                Data::F16(v) => ops::relu_in_place_half(v),
+                Data::BF16(v) => ops::relu_in_place_half(v),
+                _ => {
+                    values[*x] = Some(Arc::new(t));
+                    return None;
+                }
+            }
             Some((t, bytes))
         }
         ("Add", [Some(a), Some(b)]) => {
@@ -606,17 +610,22 @@ fn in_place(
             let same = matches!(
                 (values[own].as_deref(), values[other].as_deref()),
                 (Some(x), Some(y)) if x.shape == y.shape
-                    && matches!((&x.data, &y.data), (Data::F32(_), Data::F32(_)))
+                    && matches!((&x.data, &y.data),
+                        (Data::F32(_), Data::F32(_))
+                        | (Data::F16(_), Data::F16(_))
+                        | (Data::BF16(_), Data::BF16(_)))
             );
             if !same {
                 return None;
             }
             let mut t = take(own, values)?;
             let bytes = t.byte_len();
-            if let (Data::F32(acc), Some(Data::F32(y))) =
-                (&mut t.data, values[other].as_deref().map(|t| &t.data))
-            {
-                ops::add_in_place(acc, y, step.relu.is_some());
+            let relu = step.relu.is_some();
+            match (&mut t.data, values[other].as_deref().map(|t| &t.data)) {
+                (Data::F32(acc), Some(Data::F32(y))) => ops::add_in_place(acc, y, relu),
+                (Data::F16(acc), Some(Data::F16(y))) => ops::add_in_place_half(acc, y, relu),
+                (Data::BF16(acc), Some(Data::BF16(y))) => ops::add_in_place_half(acc, y, relu),
+                _ => unreachable!("checked above: same shape and element type"),
             }
             Some((t, bytes))
         }

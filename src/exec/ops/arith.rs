@@ -54,6 +54,18 @@ fn binary(cx: &Ctx, op: &str) -> OpResult<Tensor> {
             return Ok(t);
         }
     }
+    let half = match (&a.data, &b.data) {
+        (Data::F16(av), Data::F16(bv)) => {
+            fastpath::binary_half(op, a, av, b, bv).map(|(s, v)| (s, Data::F16(v)))
+        }
+        (Data::BF16(av), Data::BF16(bv)) => {
+            fastpath::binary_half(op, a, av, b, bv).map(|(s, v)| (s, Data::BF16(v)))
+        }
+        _ => None,
+    };
+    if let Some((shape, data)) = half {
+        return Ok(Tensor { shape, data });
+    }
     crate::dispatch_num!(&a.data, v => binary_typed(op, a, v, b), bool => Err(no_bool(op)))
 }
 
@@ -294,6 +306,8 @@ fn unary_float(cx: &Ctx, op: &str) -> OpResult<Tensor> {
 fn unary_fast(x: &Tensor, op: &str) -> Option<Data> {
     match &x.data {
         Data::F32(v) => fastpath::unary_f32(op, v),
+        Data::F16(v) => fastpath::unary_half(op, v).map(Data::F16),
+        Data::BF16(v) => fastpath::unary_half(op, v).map(Data::BF16),
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! Cast and CastLike between the element types [`Data`] holds.
 
 use super::elem::Elem;
+use super::float::{narrow, widen};
 use super::{Ctx, OpError, OpResult};
 use crate::onnx::proto::tensor_proto::DataType;
 use crate::tensor::{Data, Tensor};
@@ -36,7 +37,14 @@ pub fn cast_like(cx: &Ctx) -> OpResult<Tensor> {
 /// ONNX leaves overflow undefined), integers to narrower integers wrap, anything non-zero is
 /// `true`. Integers convert to floats through f64, exact up to 2^53.
 pub fn convert(data: &Data, to: DataType) -> OpResult<Data> {
-    crate::dispatch_data!(data, v => convert_vec(v, to))
+    // The casts around an FP16 graph's inputs and outputs: whole-slice conversions, in parallel.
+    Ok(match (data, to) {
+        (Data::F32(v), DataType::Float16) => Data::F16(narrow(v)),
+        (Data::F32(v), DataType::Bfloat16) => Data::BF16(narrow(v)),
+        (Data::F16(v), DataType::Float) => Data::F32(widen(v)),
+        (Data::BF16(v), DataType::Float) => Data::F32(widen(v)),
+        _ => crate::dispatch_data!(data, v => convert_vec(v, to))?,
+    })
 }
 
 fn convert_vec<S: Elem>(v: &[S], to: DataType) -> OpResult<Data> {

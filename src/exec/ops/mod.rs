@@ -38,6 +38,7 @@ pub use conv::avx2;
 pub use conv::{conv2d, conv2d_portable, conv2d_with_tile, default_tile, Conv2d, ConvFloat};
 pub use elem::{Elem, Num};
 pub use fastpath::{add_in_place, relu_in_place};
+pub(crate) use fastpath::{add_in_place_half, relu_in_place_half};
 pub use reshape::{flatten_axis, reshape_dims, squeeze_dims, unsqueeze_dims};
 pub use shape::shape_range;
 pub use window::{Axis, Window};
