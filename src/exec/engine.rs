@@ -4,6 +4,7 @@
 //! histograms there; the precision debugger compares runs there) and any value can be asked for by name.
 
 use super::ops::{self, OpError};
+use super::plan::{fuse, Step};
 use super::recycle;
 use crate::onnx::error::node_label;
 use crate::onnx::{Graph, Model};
@@ -97,26 +98,14 @@ pub struct NodeTime {
     pub name: String,
     /// Its first output: unique in the graph, where names may be missing or repeated.
     pub output: String,
-    /// The op type, `Conv+Relu` / `Add+Relu` when a Relu ran fused with it.
+    /// The op type, `Conv+Relu` / `Add+Relu` when a Relu ran fused with it,
+    /// `QuantizeLinear+DequantizeLinear` for a fused pair (named after the QuantizeLinear).
     pub op: String,
     pub seconds: f64,
 }
 
 /// Where a run spent its time, by op type: (op, seconds, nodes), slowest first.
 pub type OpProfile = Vec<(String, f64, usize)>;
-
-/// One node, resolved to value slots.
-#[derive(Debug)]
-struct Step {
-    node: usize,
-    /// The Relu node this step's only reader was, fused into it: Conv applies it per tile, Add in the same
-    /// in-place pass or right after (the Relu's own step is gone from the fused plan).
-    relu: Option<usize>,
-    inputs: Vec<Option<usize>>,
-    outputs: Vec<Option<usize>>,
-    /// Slots whose last reader is this step: freed after it runs.
-    frees: Vec<usize>,
-}
 
 /// A graph prepared for repeated runs: weights decoded once, every node checked for support, value
 /// lifetimes computed.
@@ -128,10 +117,10 @@ pub struct Executor {
     names: Vec<String>,
     constants: Vec<Option<Arc<Tensor>>>,
     steps: Vec<Step>,
-    /// The same plan with each Conv whose only reader is a Relu fused with it: used when no hook watches
-    /// and no fused-away value is requested.
+    /// The same plan with pairs of nodes run as one step ([`super::plan::fuse`]): used when no hook
+    /// watches and no fused-away value is requested.
     fused: Vec<Step>,
-    /// Conv outputs that exist only in the unfused plan.
+    /// Values that exist only in the unfused plan (pre-Relu Conv/Add outputs, fused quantized levels).
     fused_away: HashSet<usize>,
     graph_inputs: Vec<(String, usize)>,
     graph_outputs: Vec<(String, usize)>,
@@ -201,6 +190,7 @@ impl Executor {
             steps.push(Step {
                 node: i,
                 relu: None,
+                dequant: None,
                 inputs,
                 outputs,
                 frees: Vec::new(),
@@ -225,7 +215,7 @@ impl Executor {
             .build()
             .map_err(|e| ExecError::Threads(e.to_string()))?;
         let outputs: HashSet<usize> = graph_outputs.iter().map(|(_, s)| *s).collect();
-        let (fused, fused_away) = fuse_relu(&graph, &steps, &outputs);
+        let (fused, fused_away) = fuse(&graph, &steps, &outputs);
         let mut exec = Executor {
             graph,
             opset,
@@ -342,8 +332,8 @@ impl Executor {
     }
 
     /// Runs the graph with a hook that sees only the values named in `watch` (names the graph does not
-    /// have are ignored). Unlike a hook on every value, this keeps the fused Conv+Relu plan when no
-    /// watched value is a Conv output that plan never materialises: calibration watches the Q/DQ pass's
+    /// have are ignored). Unlike a hook on every value, this keeps the fused plan when no
+    /// watched value is one that plan never materialises: calibration watches the Q/DQ pass's
     /// activations, which are such Convs' inputs, not their pre-Relu outputs.
     pub fn run_watching<'w>(
         &self,
@@ -397,8 +387,8 @@ impl Executor {
                 reason: "the graph has no such input".into(),
             });
         }
-        // The fused plan computes the same numbers but never materialises the Convs' pre-Relu outputs, so
-        // it is used only when nobody could observe them.
+        // The fused plan computes the same numbers but never materialises the values between its fused
+        // pairs, so it is used only when nobody could observe them.
         let unobserved = match (hook.is_some(), watch) {
             (false, _) => true,
             (true, None) => false,
@@ -427,7 +417,14 @@ impl Executor {
                         .map(|s| s.and_then(|s| values[s].as_deref()))
                         .collect();
                     let conv_relu = step.relu.is_some() && node.op_type() == "Conv";
-                    let result = if conv_relu {
+                    let result = if let Some(dq) = step.dequant {
+                        ops::eval_quantize_dequantize(
+                            node,
+                            &self.graph.nodes[dq],
+                            &args,
+                            self.opset,
+                        )
+                    } else if conv_relu {
                         ops::eval_conv_relu(node, &args, self.opset)
                     } else {
                         ops::eval(node, &args, self.opset)
@@ -440,10 +437,11 @@ impl Executor {
                 }
             };
             if let Some(t0) = started {
-                let op = match (step.relu, node.op_type()) {
-                    (Some(_), "Conv") => "Conv+Relu",
-                    (Some(_), "Add") => "Add+Relu",
-                    (_, op) => op,
+                let op = match (step.relu, step.dequant, node.op_type()) {
+                    (Some(_), _, "Conv") => "Conv+Relu",
+                    (Some(_), _, "Add") => "Add+Relu",
+                    (_, Some(_), _) => "QuantizeLinear+DequantizeLinear",
+                    (_, _, op) => op,
                 };
                 let seconds = t0.elapsed().as_secs_f64();
                 let e = per_op.entry(op).or_default();
@@ -669,60 +667,6 @@ fn qualified_op(n: &crate::onnx::proto::NodeProto) -> String {
         "" | "ai.onnx" => n.op_type().to_string(),
         d => format!("{d}::{}", n.op_type()),
     }
-}
-
-/// The fused plan: each Conv or Add whose output is read by exactly one node, a Relu, and is not a graph
-/// output, becomes one step writing the Relu's output. Returns the plan and the values it skips.
-fn fuse_relu(
-    graph: &Graph,
-    steps: &[Step],
-    outputs: &HashSet<usize>,
-) -> (Vec<Step>, HashSet<usize>) {
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (i, step) in steps.iter().enumerate() {
-        for s in step.inputs.iter().flatten() {
-            readers.entry(*s).or_default().push(i);
-        }
-    }
-    let default_domain = |i: usize| matches!(graph.nodes[steps[i].node].domain(), "" | "ai.onnx");
-    let op = |i: usize| graph.nodes[steps[i].node].op_type();
-    let mut fused_into: HashMap<usize, usize> = HashMap::new(); // conv step -> relu step
-    for (i, step) in steps.iter().enumerate() {
-        if !matches!(op(i), "Conv" | "Add") || !default_domain(i) || step.outputs.len() != 1 {
-            continue;
-        }
-        let Some(out) = step.outputs[0] else { continue };
-        if outputs.contains(&out) {
-            continue;
-        }
-        if let Some([r]) = readers.get(&out).map(Vec::as_slice) {
-            if op(*r) == "Relu" && default_domain(*r) && steps[*r].outputs.len() == 1 {
-                fused_into.insert(i, *r);
-            }
-        }
-    }
-    let relus: HashSet<usize> = fused_into.values().copied().collect();
-    let mut away = HashSet::new();
-    let mut plan = Vec::with_capacity(steps.len());
-    for (i, step) in steps.iter().enumerate() {
-        if relus.contains(&i) {
-            continue;
-        }
-        let mut s = Step {
-            node: step.node,
-            relu: None,
-            inputs: step.inputs.clone(),
-            outputs: step.outputs.clone(),
-            frees: Vec::new(),
-        };
-        if let Some(&r) = fused_into.get(&i) {
-            away.extend(step.outputs.iter().flatten());
-            s.relu = Some(steps[r].node);
-            s.outputs = steps[r].outputs.clone();
-        }
-        plan.push(s);
-    }
-    (plan, away)
 }
 
 /// Rounds float32 data through float16 (nearest even, overflow to ±inf), as FP16 storage would.

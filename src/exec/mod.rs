@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod flops;
 pub mod ops;
+mod plan;
 pub mod profile;
 pub mod recycle;
 pub mod verify;

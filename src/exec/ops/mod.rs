@@ -237,6 +237,42 @@ pub fn eval_conv_relu(
     conv::conv_act(&cx, true).map(|t| vec![t])
 }
 
+/// QuantizeLinear `q` and the DequantizeLinear `dq` that alone reads its output, in one pass: what the
+/// executor runs for a simulated INT8 activation. `inputs` are `q`'s, then `dq`'s after its first. Same
+/// numbers as the two nodes one after the other.
+pub fn eval_quantize_dequantize(
+    q: &NodeProto,
+    dq: &NodeProto,
+    inputs: &[Option<&Tensor>],
+    opset: i64,
+) -> OpResult<Vec<Tensor>> {
+    let default = |n: &NodeProto| matches!(n.domain(), "" | "ai.onnx");
+    if q.op_type() != "QuantizeLinear"
+        || dq.op_type() != "DequantizeLinear"
+        || !default(q)
+        || !default(dq)
+    {
+        return Err(OpError::invalid(
+            "only a QuantizeLinear can take a fused DequantizeLinear",
+        ));
+    }
+    let nq = q.input.len().min(inputs.len());
+    let dq_inputs: Vec<Option<&Tensor>> = std::iter::once(None)
+        .chain(inputs[nq..].iter().copied())
+        .collect();
+    let qcx = Ctx {
+        node: q,
+        inputs: &inputs[..nq],
+        opset,
+    };
+    let dqcx = Ctx {
+        node: dq,
+        inputs: &dq_inputs,
+        opset,
+    };
+    quant::quantize_dequantize(&qcx, &dqcx).map(|t| vec![t])
+}
+
 /// What a kernel sees of its node.
 pub(crate) struct Ctx<'a> {
     pub node: &'a NodeProto,

@@ -65,28 +65,19 @@ fn layout(
     }
 }
 
-/// `f(i, s)` over `out`, `s` the scale index of element `i`, in parallel chunks; the scale index
-/// is worked out once per run of `inner` elements.
-fn per_scale<T: Send>(out: &mut [T], l: Layout, f: impl Fn(usize, usize) -> T + Sync + Send) {
-    if l.dim == 1 {
-        // One scale (activations): a plain loop the compiler can vectorise, not runs of one element
-        // with a division each.
-        par::chunks_mut(out, CHUNK, |start, part| {
-            for (j, o) in part.iter_mut().enumerate() {
-                *o = f(start + j, 0);
-            }
-        });
-        return;
-    }
+/// `f(start, part, s)` over `out` in parallel chunks, each `part` a run of elements from `start`
+/// on that share scale index `s`: loops over slices the compiler vectorises, not an index per
+/// element.
+fn per_scale<T: Send>(out: &mut [T], l: Layout, f: impl Fn(usize, &mut [T], usize) + Sync + Send) {
     par::chunks_mut(out, CHUNK, |start, part| {
+        if l.dim == 1 {
+            return f(start, part, 0);
+        }
         let mut i = 0;
         while i < part.len() {
             let at = start + i;
             let run = (l.inner - at % l.inner).min(part.len() - i);
-            let s = at / l.inner % l.dim;
-            for (j, o) in part[i..i + run].iter_mut().enumerate() {
-                *o = f(at + j, s);
-            }
+            f(at, &mut part[i..i + run], at / l.inner % l.dim);
             i += run;
         }
     });
@@ -120,38 +111,76 @@ fn scales(t: &Tensor, op: &str) -> OpResult<(Vec<f32>, Prec)> {
     Ok((t.as_f32s(), prec))
 }
 
-pub fn quantize(cx: &Ctx) -> OpResult<Tensor> {
-    let (x, scale, zp) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
-    let l = layout(cx, "QuantizeLinear", &x.shape, scale, zp)?;
-    if !matches!(
-        x.data,
-        Data::F32(_) | Data::F16(_) | Data::BF16(_) | Data::I32(_)
-    ) {
-        return Err(OpError::invalid(format!(
-            "QuantizeLinear takes float or int32 input, got {:?}",
-            x.dtype()
-        )));
+/// What QuantizeLinear computes with: its layout, scales and zero points as f32, and the output
+/// type's range.
+struct Quant {
+    l: Layout,
+    s: Vec<f32>,
+    z: Vec<f32>,
+    to: DataType,
+    lo: f32,
+    hi: f32,
+}
+
+impl Quant {
+    fn read(cx: &Ctx, x: &Tensor) -> OpResult<Self> {
+        let (scale, zp) = (cx.input(1)?, cx.opt_input(2));
+        let l = layout(cx, "QuantizeLinear", &x.shape, scale, zp)?;
+        if !matches!(
+            x.data,
+            Data::F32(_) | Data::F16(_) | Data::BF16(_) | Data::I32(_)
+        ) {
+            return Err(OpError::invalid(format!(
+                "QuantizeLinear takes float or int32 input, got {:?}",
+                x.dtype()
+            )));
+        }
+        let (s, _) = scales(scale, "QuantizeLinear")?;
+        let to = match (zp, cx.attr_i("output_dtype")?) {
+            (Some(z), _) => z.dtype(),
+            (None, Some(t)) if t != 0 && cx.opset >= 21 => i32::try_from(t)
+                .ok()
+                .and_then(|t| DataType::try_from(t).ok())
+                .ok_or_else(|| OpError::invalid(format!("unknown output_dtype {t}")))?,
+            _ => DataType::Uint8,
+        };
+        let (lo, hi) = match to {
+            DataType::Uint8 => (0, 255),
+            DataType::Int8 => (-128, 127),
+            DataType::Uint16 => (0, 65535),
+            DataType::Int16 => (-32768, 32767),
+            other => return Err(OpError::unsupported(format!("QuantizeLinear to {other:?}"))),
+        };
+        let z: Vec<f32> = match zp {
+            Some(z) => z.as_f32s(),
+            None => vec![0.0; s.len()],
+        };
+        Ok(Quant {
+            l,
+            s,
+            z,
+            to,
+            lo: lo as f32,
+            hi: hi as f32,
+        })
     }
-    let (s, _) = scales(scale, "QuantizeLinear")?;
-    let to = match (zp, cx.attr_i("output_dtype")?) {
-        (Some(z), _) => z.dtype(),
-        (None, Some(t)) if t != 0 && cx.opset >= 21 => i32::try_from(t)
-            .ok()
-            .and_then(|t| DataType::try_from(t).ok())
-            .ok_or_else(|| OpError::invalid(format!("unknown output_dtype {t}")))?,
-        _ => DataType::Uint8,
-    };
-    let (lo, hi) = match to {
-        DataType::Uint8 => (0, 255),
-        DataType::Int8 => (-128, 127),
-        DataType::Uint16 => (0, 65535),
-        DataType::Int16 => (-32768, 32767),
-        other => return Err(OpError::unsupported(format!("QuantizeLinear to {other:?}"))),
-    };
-    let z: Vec<f32> = match zp {
-        Some(z) => z.as_f32s(),
-        None => vec![0.0; s.len()],
-    };
+
+    /// The quantized value of `x` under scale `k`, as an integer-valued f32 in the output type's
+    /// range; NaN, which the cast to an integer type makes 0, is 0 here too.
+    #[inline(always)]
+    fn level(&self, x: f32, k: usize) -> f32 {
+        let q = (round_half_even(x / self.s[k]) + self.z[k]).clamp(self.lo, self.hi);
+        if q.is_nan() {
+            0.0
+        } else {
+            q
+        }
+    }
+}
+
+pub fn quantize(cx: &Ctx) -> OpResult<Tensor> {
+    let x = cx.input(0)?;
+    let q = Quant::read(cx, x)?;
     // f32 input (the simulated INT8 graphs' every activation) is read in place, and each output type
     // written directly: no widened copies on the hot path.
     let owned;
@@ -162,27 +191,74 @@ pub fn quantize(cx: &Ctx) -> OpResult<Tensor> {
             &owned
         }
     };
-    let (lo, hi) = (lo as f32, hi as f32);
-    let quant = |i: usize, k: usize| (round_half_even(xv[i] / s[k]) + z[k]).clamp(lo, hi);
     fn out<T: Copy + Default + Send>(
-        n: usize,
-        l: Layout,
-        f: impl Fn(usize, usize) -> T + Sync + Send,
+        xv: &[f32],
+        q: &Quant,
+        cast: impl Fn(f32) -> T + Sync + Send,
     ) -> Vec<T> {
-        let mut q = vec![T::default(); n];
-        per_scale(&mut q, l, f);
-        q
+        let mut out = vec![T::default(); xv.len()];
+        per_scale(&mut out, q.l, |start, part, k| {
+            let n = part.len();
+            for (o, &x) in part.iter_mut().zip(&xv[start..start + n]) {
+                *o = cast(q.level(x, k));
+            }
+        });
+        out
     }
-    let n = xv.len();
-    let data = match to {
-        DataType::Uint8 => Data::U8(out(n, l, |i, k| quant(i, k) as u8)),
-        DataType::Int8 => Data::I8(out(n, l, |i, k| quant(i, k) as i8)),
-        DataType::Uint16 => Data::U16(out(n, l, |i, k| quant(i, k) as u16)),
-        _ => Data::I16(out(n, l, |i, k| quant(i, k) as i16)),
+    let data = match q.to {
+        DataType::Uint8 => Data::U8(out(xv, &q, |v| v as u8)),
+        DataType::Int8 => Data::I8(out(xv, &q, |v| v as i8)),
+        DataType::Uint16 => Data::U16(out(xv, &q, |v| v as u16)),
+        _ => Data::I16(out(xv, &q, |v| v as i16)),
     };
     Ok(Tensor {
         shape: x.shape.clone(),
         data,
+    })
+}
+
+/// QuantizeLinear `q` and the DequantizeLinear `dq` that alone reads its output, as one pass:
+/// what the executor runs for a simulated INT8 activation, without the integer tensor between.
+/// The same numbers as the two ops in turn: the level is integer-valued in f32, so subtracting the
+/// zero point and scaling is exact where DequantizeLinear's integer subtraction is. Per-tensor f32
+/// scales (activations) take the one pass; anything else runs the two ops.
+pub fn quantize_dequantize(q: &Ctx, dq: &Ctx) -> OpResult<Tensor> {
+    let x = q.input(0)?;
+    let quant = Quant::read(q, x)?;
+    let (dscale, dzp) = (dq.input(1)?, dq.opt_input(2));
+    let fast = matches!((&x.data, &dscale.data), (Data::F32(_), Data::F32(_)))
+        && quant.l.dim == 1
+        && dscale.len() == 1
+        && dzp.is_none_or(|z| z.dtype() == quant.to && z.len() == 1)
+        && !(q.opset >= 21 && dq.attr_i("block_size")?.unwrap_or(0) != 0);
+    let xv = match &x.data {
+        Data::F32(v) if fast => v,
+        _ => return unfused(q, dq),
+    };
+    let s = dscale.as_f32s()[0];
+    let z = dzp.map_or(0.0, |z| z.as_f32s()[0]);
+    let mut y = crate::exec::recycle::f32_buffer(xv.len());
+    per_scale(&mut y, quant.l, |start, part, k| {
+        let n = part.len();
+        for (o, &v) in part.iter_mut().zip(&xv[start..start + n]) {
+            *o = (quant.level(v, k) - z) * s;
+        }
+    });
+    Ok(Tensor {
+        shape: x.shape.clone(),
+        data: Data::F32(y),
+    })
+}
+
+/// `dq` applied to the output of `q`, each op as it stands.
+fn unfused(q: &Ctx, dq: &Ctx) -> OpResult<Tensor> {
+    let levels = quantize(q)?;
+    let mut inputs: Vec<Option<&Tensor>> = dq.inputs.to_vec();
+    inputs[0] = Some(&levels);
+    dequantize(&Ctx {
+        node: dq.node,
+        inputs: &inputs,
+        opset: dq.opset,
     })
 }
 
@@ -215,18 +291,27 @@ pub fn dequantize(cx: &Ctx) -> OpResult<Tensor> {
     let mut y = crate::exec::recycle::f32_buffer(x.len());
     // 8-bit input (INT8 weights and activations) is read in place; wider types through i64. The
     // difference is exact in i32 for 8- and 16-bit values, and in i64 for i32 ones.
+    fn deq<T: Copy + Sync>(
+        y: &mut [f32],
+        l: Layout,
+        v: &[T],
+        s: &[f32],
+        z: &[i64],
+        diff: impl Fn(T, i64) -> f32 + Sync + Send,
+    ) {
+        per_scale(y, l, |start, part, k| {
+            let n = part.len();
+            for (o, &q) in part.iter_mut().zip(&v[start..start + n]) {
+                *o = diff(q, z[k]) * s[k];
+            }
+        });
+    }
     match &x.data {
-        Data::I8(v) => {
-            let z: Vec<i32> = z.iter().map(|&z| z as i32).collect();
-            per_scale(&mut y, l, |i, k| (v[i] as i32 - z[k]) as f32 * s[k]);
-        }
-        Data::U8(v) => {
-            let z: Vec<i32> = z.iter().map(|&z| z as i32).collect();
-            per_scale(&mut y, l, |i, k| (v[i] as i32 - z[k]) as f32 * s[k]);
-        }
+        Data::I8(v) => deq(&mut y, l, v, &s, &z, |q, z| (q as i32 - z as i32) as f32),
+        Data::U8(v) => deq(&mut y, l, v, &s, &z, |q, z| (q as i32 - z as i32) as f32),
         _ => {
             let xv = x.as_i64s().expect("integer input");
-            per_scale(&mut y, l, |i, k| (xv[i] - z[k]) as f32 * s[k]);
+            deq(&mut y, l, &xv, &s, &z, |q, z| (q - z) as f32);
         }
     }
     Ok(f32_out(x.shape.clone(), y, prec))
@@ -320,6 +405,77 @@ mod tests {
         );
         assert!(matches!(blocked, Err(OpError::Unsupported(_))));
         assert!(q(&x, &f32s(&[2], &[1., 1.]), None, vec![], 13).is_err());
+    }
+
+    /// The fused pass and the two ops in turn, bit for bit (NaN as NaN).
+    fn fused_equals_unfused(
+        x: &Tensor,
+        s: &Tensor,
+        z: Option<&Tensor>,
+        attrs: Vec<crate::onnx::proto::AttributeProto>,
+    ) {
+        let mut ins = vec![Some(x), Some(s)];
+        ins.push(z);
+        let (qn, dqn) = (
+            node("QuantizeLinear", 3, attrs.clone()),
+            node("DequantizeLinear", 3, attrs),
+        );
+        let fused = super::super::eval_quantize_dequantize(
+            &qn,
+            &dqn,
+            &[Some(x), Some(s), z, Some(s), z],
+            13,
+        )
+        .unwrap()
+        .remove(0);
+        let levels = super::super::eval(&qn, &ins, 13).unwrap().remove(0);
+        let plain = super::super::eval(&dqn, &[Some(&levels), Some(s), z], 13)
+            .unwrap()
+            .remove(0);
+        assert_eq!(fused.shape, plain.shape);
+        assert_eq!(fused.dtype(), plain.dtype());
+        let (f, p) = (fused.as_f32s(), plain.as_f32s());
+        for (i, (a, b)) in f.iter().zip(&p).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits(),
+                "element {i} of {x:?}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantize_dequantize_in_one_pass_equals_the_two_ops() {
+        // Several parallel chunks of values around the levels, ties, saturation both ways, ±inf, NaN
+        // (which QuantizeLinear's cast makes level 0) and −0.
+        let mut v: Vec<f32> = noise(3 * CHUNK + 7, 9).iter().map(|x| x * 300.0).collect();
+        v[..8].copy_from_slice(&[
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.05,
+            0.15,
+            1e30,
+            -1e30,
+        ]);
+        let x = f32s(&[v.len()], &v);
+        let s = f32s(&[], &[0.1]);
+        fused_equals_unfused(&x, &s, None, vec![]);
+        for z in [
+            Tensor::new(vec![], Data::I8(vec![-3])).unwrap(),
+            Tensor::new(vec![], Data::U8(vec![128])).unwrap(),
+            Tensor::new(vec![], Data::I16(vec![7])).unwrap(),
+        ] {
+            fused_equals_unfused(&x, &s, Some(&z), vec![]);
+        }
+        // What the one pass does not take runs the two ops: per-axis scales, f16 input.
+        let x2 = f32s(&[2, 3, 2], &noise(12, 4));
+        let s3 = f32s(&[3], &[0.01, 0.02, 0.04]);
+        let z3 = Tensor::new(vec![3], Data::I8(vec![0, 1, -1])).unwrap();
+        fused_equals_unfused(&x2, &s3, Some(&z3), vec![int("axis", 1)]);
+        let h = Tensor::new(vec![3], Data::F16(vec![half::f16::from_f32(0.26); 3])).unwrap();
+        let hs = Tensor::new(vec![], Data::F16(vec![half::f16::from_f32(0.1)])).unwrap();
+        fused_equals_unfused(&h, &hs, None, vec![]);
     }
 
     #[test]
