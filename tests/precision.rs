@@ -275,10 +275,15 @@ fn qdq_graphs_have_the_tensorrt_structure_and_stay_close() {
         let (_dir, back) = save_and_load(&m, "qdq");
         let out = run(&back, &c.input);
         // The fused plan, which runs each activation's QuantizeLinear and DequantizeLinear as one pass,
-        // gives the bits of the plain plan (which a hook forces).
+        // gives the bits of the plain plan (which a hook forces), on the graph as lowered and as saved.
         let plain = run_plain(&back, &c.input);
+        let in_memory = run(&m, &c.input);
         for o in ["aux", "out"] {
             assert_eq!(out[o], plain[o], "{name}/{o}: fused Q/DQ plan vs plain");
+            assert_eq!(
+                in_memory[o], plain[o],
+                "{name}/{o}: the lowered graph vs the saved one"
+            );
         }
         for o in ["aux", "out"] {
             let err = rel_l2(&out[o], &c.golden[o]);

@@ -275,8 +275,10 @@ fn lockstep(
                     }
                 }
             };
+            // Watching only the compared values keeps each executor's fused plan where none of them is
+            // fused away (the executors decide; watching a pre-Relu Conv output runs the plain plan).
             reference
-                .run_with_stats(feed, &[], Some(&mut hook))
+                .run_watching(feed, index.keys().map(String::as_str), &mut hook)
                 .map(|(_, stats)| stats.peak_activation_bytes)
         });
         let b = s.spawn(move || {
@@ -314,7 +316,7 @@ fn lockstep(
                 }
             };
             let r = lowered
-                .run_with_stats(feed_low, &[], Some(&mut hook))
+                .run_watching(feed_low, index.keys().map(String::as_str), &mut hook)
                 .map(|(_, stats)| stats.peak_activation_bytes);
             // Closes the channel: an FP32 run still sending finishes without waiting.
             drop(hook);

@@ -41,6 +41,18 @@ fn direct(g: &Conv2d, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     y
 }
 
+/// `f` on a one-thread pool whose thread's scratch buffer is full of NaN.
+fn poisoned<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        super::super::blas::with_scratch::<f32, _>(1 << 22, |b| b.fill(f32::NAN));
+        f()
+    })
+}
+
 struct Case {
     x: [usize; 4],
     w: [usize; 4],
@@ -89,11 +101,13 @@ impl Case {
         let err = rel_l2(&got, &want);
         assert!(err <= 1e-5, "{g:?}: default tile, rel L2 {err}");
         // Both kernels: the packed one (where the CPU has it) and its portable twin.
+        // Scratch left as NaN by earlier work on the thread: whatever the kernel reads it must
+        // have written first.
         for &t in tiles.iter().chain([default_tile(&g)].iter()) {
-            let got = conv2d_with_tile(&g, &x, &w, b.as_deref(), t);
+            let got = poisoned(|| conv2d_with_tile(&g, &x, &w, b.as_deref(), t));
             let err = rel_l2(&got, &want);
             assert!(err <= 1e-5, "{g:?}: tile {t}, rel L2 {err}");
-            let got = conv2d_portable(&g, &x, &w, b.as_deref(), t);
+            let got = poisoned(|| conv2d_portable(&g, &x, &w, b.as_deref(), t));
             let err = rel_l2(&got, &want);
             assert!(err <= 1e-5, "{g:?}: portable, tile {t}, rel L2 {err}");
         }
