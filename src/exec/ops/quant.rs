@@ -226,11 +226,12 @@ pub fn quantize_dequantize(q: &Ctx, dq: &Ctx) -> OpResult<Tensor> {
     let x = q.input(0)?;
     let quant = Quant::read(q, x)?;
     let (dscale, dzp) = (dq.input(1)?, dq.opt_input(2));
+    // DequantizeLinear's own checks (axis, block_size, zero point shape), as the two ops would make.
+    let dl = layout(dq, "DequantizeLinear", &x.shape, dscale, dzp)?;
     let fast = matches!((&x.data, &dscale.data), (Data::F32(_), Data::F32(_)))
         && quant.l.dim == 1
-        && dscale.len() == 1
-        && dzp.is_none_or(|z| z.dtype() == quant.to && z.len() == 1)
-        && !(q.opset >= 21 && dq.attr_i("block_size")?.unwrap_or(0) != 0);
+        && dl.dim == 1
+        && dzp.is_none_or(|z| z.dtype() == quant.to);
     let xv = match &x.data {
         Data::F32(v) if fast => v,
         _ => return unfused(q, dq),
