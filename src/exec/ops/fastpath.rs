@@ -188,17 +188,25 @@ fn apply(
     }
 }
 
-/// The unary ops on f32 worth a parallel path, with the general path's expressions.
-pub(crate) fn unary_f32(op: &str, v: &[f32]) -> Option<Data> {
-    let f: fn(f32) -> f32 = match op {
-        "Relu" => |x| if x < 0.0 { 0.0 } else { x },
+/// The unary math computed in f32 for every float type (halves widened, then rounded once), with the
+/// general path's expressions.
+fn float_fn(op: &str) -> Option<fn(f32) -> f32> {
+    Some(match op {
         "Sigmoid" => |x| 1.0 / (1.0 + (-x).exp()),
         "Tanh" => f32::tanh,
         "Exp" => f32::exp,
         "Sqrt" => f32::sqrt,
-        "Neg" => |x| -x,
         "Abs" => f32::abs,
         _ => return None,
+    })
+}
+
+/// The unary ops on f32 worth a parallel path, with the general path's expressions.
+pub(crate) fn unary_f32(op: &str, v: &[f32]) -> Option<Data> {
+    let f: fn(f32) -> f32 = match op {
+        "Relu" => |x| if x < 0.0 { 0.0 } else { x },
+        "Neg" => |x| -x,
+        _ => float_fn(op)?,
     };
     Some(Data::F32(par::map(v, f)))
 }
@@ -207,19 +215,12 @@ pub(crate) fn unary_f32(op: &str, v: &[f32]) -> Option<Data> {
 /// storage type, the others compute in f32 and round once. Neg stays on the general path, which
 /// flips the sign bit without a round trip through f32.
 pub(crate) fn unary_half<H: Half>(op: &str, v: &[H]) -> Option<Vec<H>> {
-    let f: fn(f32) -> f32 = match op {
-        "Relu" => {
-            let mut out = v.to_vec();
-            relu_in_place_half(&mut out);
-            return Some(out);
-        }
-        "Sigmoid" => |x| 1.0 / (1.0 + (-x).exp()),
-        "Tanh" => f32::tanh,
-        "Exp" => f32::exp,
-        "Sqrt" => f32::sqrt,
-        "Abs" => f32::abs,
-        _ => return None,
-    };
+    if op == "Relu" {
+        let mut out = v.to_vec();
+        relu_in_place_half(&mut out);
+        return Some(out);
+    }
+    let f = float_fn(op)?;
     let mut out = H::zeros(v.len());
     par::chunks_mut(&mut out, CHUNK, |start, part| {
         with_scratch::<f32, _>(part.len(), |x| {
@@ -321,6 +322,24 @@ mod tests {
         assert_eq!(block(&full, &[1, 3, 1, 5]), None);
     }
 
+    /// Output shape, each output's element of `a` and of `b`, and the op's f32 expression.
+    type General = (Vec<usize>, Vec<usize>, Vec<usize>, fn(f32, f32) -> f32);
+
+    /// The general path's view of a binary op: the output shape, each output's element of either
+    /// operand (through index vectors) and the f32 expression.
+    fn general(op: &str, sa: &[usize], sb: &[usize]) -> General {
+        let shape = broadcast_shapes(&[sa, sb]).unwrap();
+        let ia = super::super::broadcast::offsets(sa, &shape);
+        let ib = super::super::broadcast::offsets(sb, &shape);
+        let f: fn(f32, f32) -> f32 = match op {
+            "Add" => |x, y| x + y,
+            "Sub" => |x, y| x - y,
+            "Mul" => |x, y| x * y,
+            _ => |x, y| x / y,
+        };
+        (shape, ia, ib, f)
+    }
+
     /// The fast path against the general one, which [`binary_f32`] declines for these op names.
     fn both(op: &str, sa: &[usize], sb: &[usize]) {
         let a = f32s(sa, &noise(sa.iter().product(), 1));
@@ -333,16 +352,7 @@ mod tests {
         );
         let (av, bv) = (a.as_f32s(), b.as_f32s());
         let fast = binary_f32(op, &a, &av, &b, &bv).expect("a fast path");
-        // The general path: compute through index vectors.
-        let shape = broadcast_shapes(&[sa, sb]).unwrap();
-        let ia = super::super::broadcast::offsets(sa, &shape);
-        let ib = super::super::broadcast::offsets(sb, &shape);
-        let f = |x: f32, y: f32| match op {
-            "Add" => x + y,
-            "Sub" => x - y,
-            "Mul" => x * y,
-            _ => x / y,
-        };
+        let (shape, ia, ib, f) = general(op, sa, sb);
         let want: Vec<f32> = ia.iter().zip(&ib).map(|(&i, &j)| f(av[i], bv[j])).collect();
         assert_eq!(fast, f32s(&shape, &want), "{op} {sa:?} {sb:?}");
     }
@@ -385,15 +395,7 @@ mod tests {
         let a = Tensor::new(sa.to_vec(), wrap(av.clone())).unwrap();
         let b = Tensor::new(sb.to_vec(), wrap(bv.clone())).unwrap();
         let (shape, fast) = binary_half(op, &a, &av, &b, &bv).expect("a fast path");
-        let want_shape = broadcast_shapes(&[sa, sb]).unwrap();
-        let ia = super::super::broadcast::offsets(sa, &want_shape);
-        let ib = super::super::broadcast::offsets(sb, &want_shape);
-        let f = |x: f32, y: f32| match op {
-            "Add" => x + y,
-            "Sub" => x - y,
-            "Mul" => x * y,
-            _ => x / y,
-        };
+        let (want_shape, ia, ib, f) = general(op, sa, sb);
         let want: Vec<H> = ia
             .iter()
             .zip(&ib)
