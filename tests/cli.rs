@@ -358,6 +358,30 @@ fn fuse_reports_what_it_fused_as_json() {
     assert_eq!(report["validation"]["plugin_nodes"], 2);
     assert!(out_path.exists());
 
+    // The executor runs the plugin nodes; onnxruntime cannot load them, which the benchmark says
+    // instead of failing.
+    let out = ocrnet(&[
+        "bench",
+        "exec",
+        out_path.to_str().unwrap(),
+        "--shape",
+        "1,3,64,128",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["ocrnet_edge"]["median_seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["onnxruntime"].is_null());
+    let why = v["onnxruntime_missing"].as_str().unwrap();
+    assert!(
+        why.contains("OcrObjectAttention, OcrSpatialGather") && why.contains("before `fuse`"),
+        "{why}"
+    );
+
     // Not a model: exit 1, the message names the file, nothing written.
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"not a model").unwrap();

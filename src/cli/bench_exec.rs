@@ -124,6 +124,23 @@ pub fn bench(
     let pinned = HashMap::from([(name, dims.iter().map(|&d| d as i64).collect())]);
     let shapes = ocrnet_edge::shape::infer_with(&model.graph, model.opset().unwrap_or(1), &pinned)?;
     let flops = ocrnet_edge::exec::flops::count(&model.graph, &shapes) as f64;
+    // onnxruntime cannot load the OCR plugin nodes of a fused graph: say so rather than fail.
+    let mut plugin_ops: Vec<&str> = model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.domain() == ocrnet_edge::ocr::DOMAIN)
+        .map(|n| n.op_type())
+        .collect();
+    plugin_ops.sort_unstable();
+    plugin_ops.dedup();
+    let no_peer = (!plugin_ops.is_empty()).then(|| {
+        format!(
+            "the model has {} nodes, which onnxruntime does not know (bench the graph before `fuse`, \
+             e.g. model.simplified.onnx, for the comparison)",
+            plugin_ops.join(", ")
+        )
+    });
     // The profile needs only the nodes: the weights (280 MB for W48) are dropped before the
     // workers run instead of being copied along.
     let graph = profile.then(|| ocrnet_edge::onnx::Graph {
@@ -180,22 +197,29 @@ pub fn bench(
     if let (Some((p, ops)), false) = (&node_profile, json) {
         print_profile(p, ops);
     }
-    let ort_available = Command::new(python)
-        .args(["-c", "import onnxruntime, numpy"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let peer = if ort_available {
-        let (run, out) = measure_output(
-            Command::new(python)
-                .args(["-c", ORT_WORKER])
-                .arg(model_path)
-                .args([&threads.max(1).to_string(), &runs.to_string(), &dims_text]),
-        )
-        .context("running the onnxruntime worker")?;
-        Some((parse(&out, "onnxruntime")?, run.peak_rss_bytes))
-    } else {
-        None
+    let ort_available = || {
+        Command::new(python)
+            .args(["-c", "import onnxruntime, numpy"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // The peer's median and peak RSS, or why it was not measured.
+    let peer = match no_peer {
+        Some(why) => Err(why),
+        None if !ort_available() => {
+            Err(format!("`{python} -c 'import onnxruntime, numpy'` failed"))
+        }
+        None => {
+            let (run, out) = measure_output(
+                Command::new(python)
+                    .args(["-c", ORT_WORKER])
+                    .arg(model_path)
+                    .args([&threads.max(1).to_string(), &runs.to_string(), &dims_text]),
+            )
+            .context("running the onnxruntime worker")?;
+            Ok((parse(&out, "onnxruntime")?, run.peak_rss_bytes))
+        }
     };
 
     if json {
@@ -206,7 +230,8 @@ pub fn bench(
             "runs": runs,
             "gflop": flops / 1e9,
             "ocrnet_edge": {"median_seconds": ours, "gflops": flops / 1e9 / ours, "peak_rss_bytes": ours_run.peak_rss_bytes},
-            "onnxruntime": peer.map(|(s, rss)| serde_json::json!({"median_seconds": s, "gflops": flops / 1e9 / s, "peak_rss_bytes": rss})),
+            "onnxruntime": peer.as_ref().ok().map(|(s, rss)| serde_json::json!({"median_seconds": s, "gflops": flops / 1e9 / s, "peak_rss_bytes": rss})),
+            "onnxruntime_missing": peer.as_ref().err(),
             "profile": node_profile.map(|(p, ops)| serde_json::json!({"ops": ops, "nodes": p.nodes, "layers": p.layers})),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -230,7 +255,7 @@ pub fn bench(
         human_bytes(ours_run.peak_rss_bytes)
     );
     match peer {
-        Some((s, rss)) => {
+        Ok((s, rss)) => {
             println!(
                 "{:<14} {:>10.3} {:>9.1} {:>12}",
                 "onnxruntime",
@@ -240,9 +265,7 @@ pub fn bench(
             );
             println!("ocrnet-edge / onnxruntime time: {:.2}x", ours / s);
         }
-        None => {
-            println!("onnxruntime not measured: `{python} -c 'import onnxruntime, numpy'` failed")
-        }
+        Err(why) => println!("onnxruntime not measured: {why}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -191,6 +191,7 @@ impl Executor {
                 node: i,
                 relu: None,
                 dequant: None,
+                concat: None,
                 inputs,
                 outputs,
                 frees: Vec::new(),
@@ -424,12 +425,22 @@ impl Executor {
                             &args,
                             self.opset,
                         )
+                        .map_err(|e| node_error(node, e))
+                    } else if let Some(c) = step.concat {
+                        let concat = &self.graph.nodes[c];
+                        ops::eval_concat_conv(concat, node, &args, conv_relu, self.opset).map_err(
+                            |e| match e {
+                                ops::ConcatConvError::Concat(e) => node_error(concat, e),
+                                ops::ConcatConvError::Conv(e) => node_error(node, e),
+                            },
+                        )
                     } else if conv_relu {
                         ops::eval_conv_relu(node, &args, self.opset)
+                            .map_err(|e| node_error(node, e))
                     } else {
-                        ops::eval(node, &args, self.opset)
+                        ops::eval(node, &args, self.opset).map_err(|e| node_error(node, e))
                     };
-                    let mut outs = result.map_err(|e| node_error(node, e))?;
+                    let mut outs = result?;
                     if let (Some(r), false) = (step.relu, conv_relu) {
                         outs = self.apply_relu(r, outs)?;
                     }
@@ -438,6 +449,8 @@ impl Executor {
             };
             if let Some(t0) = started {
                 let op = match (step.relu, step.dequant, node.op_type()) {
+                    (Some(_), _, "Conv") if step.concat.is_some() => "Concat+Conv+Relu",
+                    (None, _, "Conv") if step.concat.is_some() => "Concat+Conv",
                     (Some(_), _, "Conv") => "Conv+Relu",
                     (Some(_), _, "Add") => "Add+Relu",
                     (_, Some(_), _) => "QuantizeLinear+DequantizeLinear",

@@ -14,6 +14,9 @@ pub(super) struct Step {
     /// The DequantizeLinear node that alone read this QuantizeLinear step's output, fused into it: the
     /// step writes the dequantized values and the integer tensor between never exists.
     pub(super) dequant: Option<usize>,
+    /// The Concat node whose output this Conv step reads in place: the step's inputs start with the
+    /// Concat's, and the Concat's output never exists.
+    pub(super) concat: Option<usize>,
     pub(super) inputs: Vec<Option<usize>>,
     pub(super) outputs: Vec<Option<usize>>,
     /// Slots whose last reader is this step: freed after it runs.
@@ -26,7 +29,11 @@ pub(super) struct Step {
 /// - each QuantizeLinear whose output is read by exactly one node, a DequantizeLinear (as its data),
 ///   becomes one step writing the DequantizeLinear's output, placed where that node was (its scale and
 ///   zero point exist by then); the step's inputs are the QuantizeLinear's, then the
-///   DequantizeLinear's after its first.
+///   DequantizeLinear's after its first;
+/// - each Concat whose readers are all Convs reading it as their data input is dropped, and those
+///   Convs read its inputs in place (inputs: the Concat's, then the Conv's after its first). Its
+///   inputs then live until the last of those Convs, as long as the Concat would have: no extra
+///   memory, one large copy (and its fresh pages) less.
 ///
 /// Graph outputs are never fused away.
 pub(super) fn fuse(
@@ -59,6 +66,26 @@ pub(super) fn fuse(
     };
     let mut relu_of: HashMap<usize, usize> = HashMap::new(); // conv or add step -> relu step
     let mut quant_of: HashMap<usize, usize> = HashMap::new(); // dequantize step -> quantize step
+    let mut concat_of: HashMap<usize, usize> = HashMap::new(); // conv step -> concat step
+    for (i, step) in steps.iter().enumerate() {
+        let out = match step.outputs.as_slice() {
+            [Some(out)] if op(i) == "Concat" && default_domain(i) && !outputs.contains(out) => *out,
+            _ => continue,
+        };
+        let Some(rs) = readers.get(&out) else {
+            continue;
+        };
+        let reads_in_place = |r: usize| {
+            let inputs = &steps[r].inputs;
+            op(r) == "Conv"
+                && default_domain(r)
+                && inputs.first() == Some(&Some(out))
+                && !inputs[1..].contains(&Some(out))
+        };
+        if rs.iter().all(|&r| reads_in_place(r)) {
+            concat_of.extend(rs.iter().map(|&r| (r, i)));
+        }
+    }
     for i in 0..steps.len() {
         let Some(r) = only_reader(i) else { continue };
         match (op(i), op(r)) {
@@ -73,16 +100,18 @@ pub(super) fn fuse(
     }
     let relus: HashSet<usize> = relu_of.values().copied().collect();
     let quants: HashSet<usize> = quant_of.values().copied().collect();
+    let concats: HashSet<usize> = concat_of.values().copied().collect();
     let mut away = HashSet::new();
     let mut plan = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
-        if relus.contains(&i) || quants.contains(&i) {
+        if relus.contains(&i) || quants.contains(&i) || concats.contains(&i) {
             continue;
         }
         let mut s = Step {
             node: step.node,
             relu: None,
             dequant: None,
+            concat: None,
             inputs: step.inputs.clone(),
             outputs: step.outputs.clone(),
             frees: Vec::new(),
@@ -97,6 +126,16 @@ pub(super) fn fuse(
             s.node = steps[q].node;
             s.dequant = Some(step.node);
             s.inputs = steps[q]
+                .inputs
+                .iter()
+                .chain(&step.inputs[1..])
+                .copied()
+                .collect();
+        }
+        if let Some(&c) = concat_of.get(&i) {
+            away.extend(steps[c].outputs.iter().flatten());
+            s.concat = Some(steps[c].node);
+            s.inputs = steps[c]
                 .inputs
                 .iter()
                 .chain(&step.inputs[1..])

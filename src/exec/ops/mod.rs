@@ -35,7 +35,10 @@ pub use blas::Float;
 pub use broadcast::broadcast_shapes;
 #[cfg(target_arch = "x86_64")]
 pub use conv::avx2;
-pub use conv::{conv2d, conv2d_portable, conv2d_with_tile, default_tile, Conv2d, ConvFloat};
+pub use conv::{
+    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,
+    planes_of_parts, ConcatConvError, Conv2d, ConvFloat,
+};
 pub use elem::{Elem, Num};
 pub use fastpath::{add_in_place, relu_in_place};
 pub(crate) use fastpath::{add_in_place_half, relu_in_place_half};
@@ -235,6 +238,44 @@ pub fn eval_conv_relu(
         opset,
     };
     conv::conv_act(&cx, true).map(|t| vec![t])
+}
+
+/// The Conv `conv` (then Relu when `relu`) on the output of the Concat `concat`, which it reads in
+/// place when it can (a channel Concat of float NCHW tensors): what the executor runs for a Concat
+/// that only Convs read. `inputs` are `concat`'s, then `conv`'s after its first. Same numbers as the
+/// two nodes one after the other; an error says which node it is about.
+pub fn eval_concat_conv(
+    concat: &NodeProto,
+    conv: &NodeProto,
+    inputs: &[Option<&Tensor>],
+    relu: bool,
+    opset: i64,
+) -> Result<Vec<Tensor>, ConcatConvError> {
+    let default = |n: &NodeProto| matches!(n.domain(), "" | "ai.onnx");
+    if concat.op_type() != "Concat"
+        || conv.op_type() != "Conv"
+        || !default(concat)
+        || !default(conv)
+    {
+        return Err(ConcatConvError::Conv(OpError::invalid(
+            "only a Conv can read a Concat in place",
+        )));
+    }
+    let nc = concat.input.len().min(inputs.len());
+    let conv_inputs: Vec<Option<&Tensor>> = std::iter::once(None)
+        .chain(inputs[nc..].iter().copied())
+        .collect();
+    let concat_cx = Ctx {
+        node: concat,
+        inputs: &inputs[..nc],
+        opset,
+    };
+    let conv_cx = Ctx {
+        node: conv,
+        inputs: &conv_inputs,
+        opset,
+    };
+    conv::concat_conv(&concat_cx, &conv_cx, relu).map(|t| vec![t])
 }
 
 /// QuantizeLinear `q` and the DequantizeLinear `dq` that alone reads its output, in one pass: what the

@@ -80,12 +80,30 @@ pub fn default_tile(g: &Conv2d) -> usize {
 /// # Panics
 /// When the CPU lacks AVX2 or FMA ([`available`]), or a slice is shorter than `g` says.
 pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], bias: Option<&[f32]>, tile: usize) -> Vec<f32> {
+    conv2d_planes(g, &super::kernel::planes(g, x), w, bias, tile)
+}
+
+/// [`conv2d`] over the input's channel planes, as [`super::conv2d_planes`] takes them: packing
+/// copies each tile's input out of its planes wherever they lie.
+///
+/// # Panics
+/// As [`conv2d`], and when there are fewer planes, or shorter ones, than `g` says.
+pub fn conv2d_planes(
+    g: &Conv2d,
+    x: &[&[f32]],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    tile: usize,
+) -> Vec<f32> {
     assert!(available(), "the AVX2 convolution needs AVX2 and FMA");
     let [n, m, oh, ow] = g.output_shape();
     let p_out = oh * ow;
     let plane = g.h.input * g.w.input;
     let k = g.depth();
-    assert!(x.len() >= n * g.in_channels * plane, "input too short");
+    assert!(
+        x.len() >= n * g.in_channels && x.iter().all(|p| p.len() >= plane),
+        "input too short"
+    );
     assert!(w.len() >= m * k, "weights too short");
     assert!(bias.is_none_or(|b| b.len() >= m), "bias too short");
     let len = n * m * p_out;
@@ -156,7 +174,8 @@ fn packing(g: &Conv2d) -> Packing {
 /// One call's shared state: every task computes one tile of output pixels of one image and group.
 struct Job<'a> {
     g: &'a Conv2d,
-    x: &'a [f32],
+    /// The input's channel planes, image-major.
+    x: &'a [&'a [f32]],
     weights: Weights,
     /// Depth rows (im2col) or input channels (row packing) per block, and the most in one.
     blocks: Vec<std::ops::Range<usize>>,
@@ -179,11 +198,11 @@ impl Job<'_> {
         )
     }
 
-    /// Group `gi`'s input channels of image `ni`.
-    fn input(&self, ni: usize, gi: usize) -> &[f32] {
+    /// The planes of group `gi`'s input channels of image `ni`.
+    fn input(&self, ni: usize, gi: usize) -> &[&[f32]] {
         let g = self.g;
-        let (cg, plane) = (g.in_channels / g.groups, g.h.input * g.w.input);
-        &self.x[(ni * g.in_channels + gi * cg) * plane..][..cg * plane]
+        let cg = g.in_channels / g.groups;
+        &self.x[ni * g.in_channels + gi * cg..][..cg]
     }
 
     /// Task `t` through im2col panels, in depth blocks of at most [`KC`] rows.
@@ -387,7 +406,7 @@ fn panels(g: &Conv2d, p0: usize, pt: usize) -> Vec<Panel> {
 #[target_feature(enable = "avx2")]
 unsafe fn pack(
     g: &Conv2d,
-    x_img: &[f32],
+    x_img: &[&[f32]],
     panels: &[Panel],
     ks: std::ops::Range<usize>,
     a: &mut [f32],
@@ -397,7 +416,7 @@ unsafe fn pack(
     let kc = ks.len();
     for (kk, k) in ks.enumerate() {
         let (c, ky, kx) = (k / taps, k % taps / w.kernel, k % w.kernel);
-        let src = &x_img[c * plane..][..plane];
+        let src = &x_img[c][..plane];
         for (pb, panel) in panels.iter().enumerate() {
             let out: &mut [f32; NR] = (&mut a[(pb * kc + kk) * NR..][..NR])
                 .try_into()
@@ -459,7 +478,7 @@ fn segments(g: &Conv2d, p0: usize, pt: usize) -> Vec<Segment> {
 /// `j + kx·dilation` of row ky (stride 1 along the width).
 fn pack_rows(
     g: &Conv2d,
-    x_img: &[f32],
+    x_img: &[&[f32]],
     segs: &[Segment],
     chans: std::ops::Range<usize>,
     row: usize,
@@ -474,7 +493,7 @@ fn pack_rows(
         let lo = (-ix0).clamp(0, row as isize) as usize;
         let hi = (w.input as isize - ix0).clamp(lo as isize, row as isize) as usize;
         for c in chans.clone() {
-            let src = &x_img[c * plane..][..plane];
+            let src = &x_img[c][..plane];
             for ky in 0..h.kernel {
                 let out = rows.next().expect("a holds every segment's rows");
                 let iy = h.at(seg.oy, ky);

@@ -44,11 +44,11 @@ pub fn default_tile(g: &Conv2d) -> usize {
 
 /// The element types a convolution runs in, and the fastest kernel each has on this CPU.
 pub trait ConvFloat: Float {
-    /// [`conv2d_with_tile`] through a faster kernel than the `gemm` crate's, where there is one,
+    /// [`conv2d_planes`] through a faster kernel than the `gemm` crate's, where there is one,
     /// at that kernel's own tile when `tile` is `None`.
     fn fast_conv(
         _g: &Conv2d,
-        _x: &[Self],
+        _x: &[&[Self]],
         _w: &[Self],
         _bias: Option<&[Self]>,
         _tile: Option<usize>,
@@ -73,7 +73,7 @@ impl ConvFloat for f32 {
     #[cfg(target_arch = "x86_64")]
     fn fast_conv(
         g: &Conv2d,
-        x: &[f32],
+        x: &[&[f32]],
         w: &[f32],
         bias: Option<&[f32]>,
         tile: Option<usize>,
@@ -81,17 +81,28 @@ impl ConvFloat for f32 {
         use super::avx2;
         avx2::available().then(|| {
             let tile = tile.unwrap_or_else(|| avx2::default_tile(g));
-            avx2::conv2d(g, x, w, bias, tile)
+            avx2::conv2d_planes(g, x, w, bias, tile)
         })
     }
 }
 
 /// Y = conv(X, W) + B for NCHW `x`, `[M][C/g][kh][kw]` `w` and `[M]` `bias`.
 pub fn conv2d<T: ConvFloat>(g: &Conv2d, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    conv2d_planes(g, &planes(g, x), w, bias)
+}
+
+/// [`conv2d`] of an input given as its channel planes, image-major: `x[n·C + c]` is channel c of
+/// image n, `h·w` elements. The kernels read every plane where it lies, so the parts of a channel
+/// Concat are read in place and the Concat is never written (see [`planes_of_parts`]).
+///
+/// # Panics
+/// When there are fewer planes, or shorter ones, than `g` says, or a slice is shorter than `g`
+/// says.
+pub fn conv2d_planes<T: ConvFloat>(g: &Conv2d, x: &[&[T]], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     if let Some(y) = T::fast_conv(g, x, w, bias, None) {
         return y;
     }
-    conv2d_portable(g, x, w, bias, default_tile(g))
+    portable(g, x, w, bias, default_tile(g))
 }
 
 /// [`conv2d`] with `tile` output pixels per task: the packed AVX2 kernel where the CPU has one
@@ -106,10 +117,11 @@ pub fn conv2d_with_tile<T: ConvFloat>(
     bias: Option<&[T]>,
     tile: usize,
 ) -> Vec<T> {
-    if let Some(y) = T::fast_conv(g, x, w, bias, Some(tile)) {
+    let x = planes(g, x);
+    if let Some(y) = T::fast_conv(g, &x, w, bias, Some(tile)) {
         return y;
     }
-    conv2d_portable(g, x, w, bias, tile)
+    portable(g, &x, w, bias, tile)
 }
 
 /// [`conv2d_with_tile`] through the `gemm` crate, one call per tile, on every CPU: the portable
@@ -124,11 +136,55 @@ pub fn conv2d_portable<T: ConvFloat>(
     bias: Option<&[T]>,
     tile: usize,
 ) -> Vec<T> {
+    portable(g, &planes(g, x), w, bias, tile)
+}
+
+/// The channel planes of NCHW `x`, as [`conv2d_planes`] takes them.
+///
+/// # Panics
+/// When `x` is shorter than `g` says.
+pub fn planes<'a, T>(g: &Conv2d, x: &'a [T]) -> Vec<&'a [T]> {
+    let (count, plane) = (g.batch * g.in_channels, g.h.input * g.w.input);
+    assert!(x.len() >= count * plane, "input too short");
+    (0..count).map(|i| &x[i * plane..][..plane]).collect()
+}
+
+/// The channel planes of the Concat along channels of NCHW `parts` (each `[batch, c_i, h, w]`,
+/// `c_i` given with it), as [`conv2d_planes`] takes them.
+///
+/// # Panics
+/// When a part is shorter than `batch · c_i · plane`.
+pub fn planes_of_parts<'a, T>(
+    parts: &[(&'a [T], usize)],
+    batch: usize,
+    plane: usize,
+) -> Vec<&'a [T]> {
+    let mut out = Vec::with_capacity(batch * parts.iter().map(|p| p.1).sum::<usize>());
+    for n in 0..batch {
+        for &(x, c) in parts {
+            assert!(x.len() >= batch * c * plane, "concat part too short");
+            out.extend((0..c).map(|i| &x[(n * c + i) * plane..][..plane]));
+        }
+    }
+    out
+}
+
+/// The `gemm`-crate convolution over channel planes.
+fn portable<T: ConvFloat>(
+    g: &Conv2d,
+    x: &[&[T]],
+    w: &[T],
+    bias: Option<&[T]>,
+    tile: usize,
+) -> Vec<T> {
     let [n, m, oh, ow] = g.output_shape();
     let p_out = oh * ow;
     let plane = g.h.input * g.w.input;
     let (cg, mg, k) = (g.in_channels / g.groups, m / g.groups, g.depth());
-    assert!(x.len() >= n * g.in_channels * plane, "input too short");
+    assert!(
+        x.len() >= n * g.in_channels && x.iter().all(|p| p.len() >= plane),
+        "input too short"
+    );
     assert!(w.len() >= m * k, "weights too short");
     assert!(bias.is_none_or(|b| b.len() >= m), "bias too short");
     // Every element is written before it is read: the bias (or the GEMM without reading its
@@ -148,7 +204,7 @@ pub fn conv2d_portable<T: ConvFloat>(
         );
         let p0 = ti * tile;
         let pt = tile.min(p_out - p0);
-        let x_img = &x[(ni * g.in_channels + gi * cg) * plane..][..cg * plane];
+        let x_img = &x[ni * g.in_channels + gi * cg..][..cg];
         let w_g = &w[gi * mg * k..][..mg * k];
         let b_g = bias.map(|b| &b[gi * mg..][..mg]);
         // SAFETY: `y` holds n·m·P elements and outlives the tasks; this task alone writes pixels
@@ -167,7 +223,7 @@ pub fn conv2d_portable<T: ConvFloat>(
 /// `dst + c·P + p` for `c < Mg`, `p < pt` must be valid and written by no one else meanwhile.
 unsafe fn tile_product<T: Float>(
     g: &Conv2d,
-    x_img: &[T],
+    x_img: &[&[T]],
     w_g: &[T],
     bias: Option<&[T]>,
     dst: *mut T,
@@ -187,8 +243,7 @@ unsafe fn tile_product<T: Float>(
             // The input planes are the lhs already (pixel p of channel k at k·HW + p), but with
             // the plane as column stride the crate slows down badly (40 against 110 GFLOP/s at
             // HW = 32768, N = 48), so the tile is copied out, one run per channel.
-            let plane = g.h.input * g.w.input;
-            for (row, src) in buf.chunks_exact_mut(pt).zip(x_img.chunks_exact(plane)) {
+            for (row, src) in buf.chunks_exact_mut(pt).zip(x_img) {
                 row.copy_from_slice(&src[p0..p0 + pt]);
             }
         } else {
@@ -218,7 +273,7 @@ pub(super) fn is_pointwise(g: &Conv2d) -> bool {
 
 /// Writes rows `k = (c, ky, kx)` of the im2col matrix for output pixels `p0..p0+pt` into `buf`
 /// (`[K][pt]`): the input value each pixel's tap reads, zero in the padding.
-fn im2col<T: Float>(g: &Conv2d, x_img: &[T], p0: usize, pt: usize, buf: &mut [T]) {
+fn im2col<T: Float>(g: &Conv2d, x_img: &[&[T]], p0: usize, pt: usize, buf: &mut [T]) {
     let (h, w) = (&g.h, &g.w);
     // The tile as runs along output rows, and for each run and kx the part of it that reads
     // inside the input row: the same for every channel and ky.
@@ -231,9 +286,8 @@ fn im2col<T: Float>(g: &Conv2d, x_img: &[T], p0: usize, pt: usize, buf: &mut [T]
         runs.push((o, len, oy, spans));
         o += len;
     }
-    let plane = h.input * w.input;
     let mut rows = buf.chunks_exact_mut(pt);
-    for src in x_img.chunks_exact(plane) {
+    for src in x_img {
         for ky in 0..h.kernel {
             for kx in 0..w.kernel {
                 let Some(row) = rows.next() else { return };

@@ -8,7 +8,10 @@ mod kernel;
 #[cfg(test)]
 mod tests;
 
-pub use kernel::{conv2d, conv2d_portable, conv2d_with_tile, default_tile, ConvFloat};
+pub use kernel::{
+    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,
+    planes_of_parts, ConvFloat,
+};
 
 use super::blas::Float;
 use super::elem::{same, Unwrap};
@@ -83,67 +86,9 @@ pub fn conv(cx: &Ctx) -> OpResult<Tensor> {
 
 /// The Conv op, followed by Relu when `relu` (one pass over each output tile).
 pub fn conv_act(cx: &Ctx, relu: bool) -> OpResult<Tensor> {
-    let (x, w, b) = (cx.input(0)?, cx.input(1)?, cx.opt_input(2));
-    let rank = x.shape.len();
-    if rank < 3 || w.shape.len() != rank {
-        return Err(OpError::invalid(format!(
-            "input {:?} and weights {:?} do not fit",
-            x.shape, w.shape
-        )));
-    }
-    if rank > 4 {
-        return Err(OpError::unsupported(format!(
-            "Conv over {} spatial dimensions",
-            rank - 2
-        )));
-    }
-    let groups = cx.attr_i("group")?.unwrap_or(1);
-    let groups =
-        usize::try_from(groups).map_err(|_| OpError::invalid(format!("group {groups}")))?;
-    let kernel = w.shape[2..].to_vec();
-    if let Some(ks) = cx.attr_ints("kernel_shape")? {
-        if ks.iter().map(|&k| k as usize).ne(kernel.iter().copied()) {
-            return Err(OpError::invalid(format!(
-                "kernel_shape {ks:?} is not the weights' {kernel:?}"
-            )));
-        }
-    }
-    let window = Window::read(cx, kernel)?;
-    if window.ceil_mode {
-        return Err(OpError::unsupported("Conv with a ceil_mode attribute"));
-    }
-    // 1-D runs as 2-D over a height of 1.
-    let (geom, out_shape) = if rank == 3 {
-        let axis = window.axes(&x.shape[2..])?[0];
-        let g = Conv2d::new(
-            [x.shape[0], x.shape[1], 1, x.shape[2]],
-            [w.shape[0], w.shape[1], 1, w.shape[2]],
-            groups,
-            &Window {
-                kernel: vec![1, axis.kernel],
-                strides: vec![1, axis.stride],
-                dilations: vec![1, axis.dilation],
-                pads: vec![0, axis.pad_begin, 0, axis.pad_end],
-                auto_pad: "NOTSET".into(),
-                ceil_mode: false,
-            },
-        )?;
-        (g, vec![g.batch, g.out_channels, g.w.output])
-    } else {
-        let dims = |s: &[usize]| [s[0], s[1], s[2], s[3]];
-        let g = Conv2d::new(dims(&x.shape), dims(&w.shape), groups, &window)?;
-        (g, g.output_shape().to_vec())
-    };
-    let geom = Conv2d { relu, ..geom };
-    numel(&out_shape)?;
-    if let Some(b) = b {
-        if b.shape != [geom.out_channels] {
-            return Err(OpError::invalid(format!(
-                "bias {:?} should be [{}]",
-                b.shape, geom.out_channels
-            )));
-        }
-    }
+    let x = cx.input(0)?;
+    let (geom, out_shape) = geometry(cx, &x.shape, relu)?;
+    let (w, b) = (cx.input(1)?, cx.opt_input(2));
     match (&x.data, &w.data) {
         (Data::F32(xv), Data::F32(wv)) => {
             let bv = bias::<f32>(b, &x.data)?;
@@ -175,6 +120,139 @@ pub fn conv_act(cx: &Ctx, relu: bool) -> OpResult<Tensor> {
         ))),
         (other, _) => Err(not_float("Conv", other)),
     }
+}
+
+/// Which of the two nodes of [`concat_conv`] an error is about.
+#[derive(Debug)]
+pub enum ConcatConvError {
+    Concat(OpError),
+    Conv(OpError),
+}
+
+/// The Conv `conv` (then Relu when `relu`) on the output of the Concat `concat`, read in place: for
+/// a Concat of float NCHW tensors along channels, the kernel packs its tiles from the parts' own
+/// planes, so the Concat (HRNet-OCR's 720- and 1024-channel ones are 94 and 134 MB at 512×1024) is
+/// never written. Same numbers as the two ops: the kernel reads the same values. `conv`'s input 0
+/// is ignored; any other Concat runs first, as its own op.
+pub fn concat_conv(concat: &Ctx, conv: &Ctx, relu: bool) -> Result<Tensor, ConcatConvError> {
+    let parts: Vec<&Tensor> = (0..concat.inputs.len())
+        .filter_map(|i| concat.opt_input(i))
+        .collect();
+    let axis = concat.attr_i("axis").map_err(ConcatConvError::Concat)?;
+    let readable = match parts.first() {
+        Some(first) if first.shape.len() == 4 && matches!(axis, Some(1 | -3)) => {
+            let off_axis = |t: &Tensor| [t.shape[0], t.shape[2], t.shape[3]];
+            parts.iter().all(|t| {
+                t.shape.len() == 4
+                    && off_axis(t) == off_axis(first)
+                    && t.data.dtype() == first.data.dtype()
+                    && matches!(t.data, Data::F32(_) | Data::F16(_) | Data::BF16(_))
+            })
+        }
+        _ => false,
+    };
+    if !readable {
+        let x = super::array::concat(concat).map_err(ConcatConvError::Concat)?;
+        let mut inputs = conv.inputs.to_vec();
+        *inputs
+            .first_mut()
+            .ok_or_else(|| ConcatConvError::Conv(OpError::invalid("needs an input")))? = Some(&x);
+        let cx = Ctx {
+            inputs: &inputs,
+            ..*conv
+        };
+        return conv_act(&cx, relu).map_err(ConcatConvError::Conv);
+    }
+    let first = parts[0];
+    let channels: usize = parts.iter().map(|t| t.shape[1]).sum();
+    let shape = [first.shape[0], channels, first.shape[2], first.shape[3]];
+    let run = || -> OpResult<Tensor> {
+        let (geom, out_shape) = geometry(conv, &shape, relu)?;
+        let (w, b) = (conv.input(1)?, conv.opt_input(2));
+        let widened = parts
+            .iter()
+            .map(|t| f32_in(t, "Conv"))
+            .collect::<OpResult<Vec<_>>>()?;
+        let prec = widened[0].1;
+        let wv = f32_same(w, prec, "Conv")?;
+        let bv = b.map(|b| f32_same(b, prec, "Conv")).transpose()?;
+        let layout: Vec<(&[f32], usize)> = widened
+            .iter()
+            .zip(&parts)
+            .map(|((v, _), t)| (&v[..], t.shape[1]))
+            .collect();
+        let x = planes_of_parts(&layout, shape[0], shape[2] * shape[3]);
+        let y = conv2d_planes(&geom, &x, &wv, bv.as_deref());
+        Ok(f32_out(out_shape, y, prec))
+    };
+    run().map_err(ConcatConvError::Conv)
+}
+
+/// The 2-D geometry of the Conv `cx` on an input of shape `x` (a 1-D Conv as a 2-D one over a
+/// height of 1), and its output shape; checks the weights, attributes and bias against it.
+fn geometry(cx: &Ctx, x: &[usize], relu: bool) -> OpResult<(Conv2d, Vec<usize>)> {
+    let (w, b) = (cx.input(1)?, cx.opt_input(2));
+    let rank = x.len();
+    if rank < 3 || w.shape.len() != rank {
+        return Err(OpError::invalid(format!(
+            "input {:?} and weights {:?} do not fit",
+            x, w.shape
+        )));
+    }
+    if rank > 4 {
+        return Err(OpError::unsupported(format!(
+            "Conv over {} spatial dimensions",
+            rank - 2
+        )));
+    }
+    let groups = cx.attr_i("group")?.unwrap_or(1);
+    let groups =
+        usize::try_from(groups).map_err(|_| OpError::invalid(format!("group {groups}")))?;
+    let kernel = w.shape[2..].to_vec();
+    if let Some(ks) = cx.attr_ints("kernel_shape")? {
+        if ks.iter().map(|&k| k as usize).ne(kernel.iter().copied()) {
+            return Err(OpError::invalid(format!(
+                "kernel_shape {ks:?} is not the weights' {kernel:?}"
+            )));
+        }
+    }
+    let window = Window::read(cx, kernel)?;
+    if window.ceil_mode {
+        return Err(OpError::unsupported("Conv with a ceil_mode attribute"));
+    }
+    // 1-D runs as 2-D over a height of 1.
+    let (geom, out_shape) = if rank == 3 {
+        let axis = window.axes(&x[2..])?[0];
+        let g = Conv2d::new(
+            [x[0], x[1], 1, x[2]],
+            [w.shape[0], w.shape[1], 1, w.shape[2]],
+            groups,
+            &Window {
+                kernel: vec![1, axis.kernel],
+                strides: vec![1, axis.stride],
+                dilations: vec![1, axis.dilation],
+                pads: vec![0, axis.pad_begin, 0, axis.pad_end],
+                auto_pad: "NOTSET".into(),
+                ceil_mode: false,
+            },
+        )?;
+        (g, vec![g.batch, g.out_channels, g.w.output])
+    } else {
+        let dims = |s: &[usize]| [s[0], s[1], s[2], s[3]];
+        let g = Conv2d::new(dims(x), dims(&w.shape), groups, &window)?;
+        (g, g.output_shape().to_vec())
+    };
+    let geom = Conv2d { relu, ..geom };
+    numel(&out_shape)?;
+    if let Some(b) = b {
+        if b.shape != [geom.out_channels] {
+            return Err(OpError::invalid(format!(
+                "bias {:?} should be [{}]",
+                b.shape, geom.out_channels
+            )));
+        }
+    }
+    Ok((geom, out_shape))
 }
 
 /// The bias as `T`, which must be the input's type.

@@ -100,6 +100,15 @@ impl Case {
         let got = conv2d(&g, &x, &w, b.as_deref());
         let err = rel_l2(&got, &want);
         assert!(err <= 1e-5, "{g:?}: default tile, rel L2 {err}");
+        // The input as the parts of a channel Concat, each its own buffer (one of them empty), read
+        // in place: the same values packed, so the same bits.
+        let c = self.x[1];
+        let parts = split_channels(&x, self.x, &[1, c / 2, c / 2]);
+        let layout: Vec<(&[f32], usize)> = parts.iter().map(|(v, c)| (&v[..], *c)).collect();
+        let planes = planes_of_parts(&layout, self.x[0], self.x[2] * self.x[3]);
+        assert_eq!(planes.len(), self.x[0] * c);
+        let split = poisoned(|| conv2d_planes(&g, &planes, &w, b.as_deref()));
+        assert!(bits(&split) == bits(&got), "{g:?}: read from concat parts");
         // Both kernels: the packed one (where the CPU has it) and its portable twin.
         // Scratch left as NaN by earlier work on the thread: whatever the kernel reads it must
         // have written first.
@@ -112,6 +121,34 @@ impl Case {
             assert!(err <= 1e-5, "{g:?}: portable, tile {t}, rel L2 {err}");
         }
     }
+}
+
+/// NCHW `x` of shape `shape` cut along channels before each of `cuts` (ascending; a repeated cut
+/// makes an empty part): the parts and their channel counts.
+fn split_channels<T: Copy>(x: &[T], shape: [usize; 4], cuts: &[usize]) -> Vec<(Vec<T>, usize)> {
+    let [n, c, h, w] = shape;
+    let plane = h * w;
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(cuts.iter().map(|&k| k.min(c)))
+        .chain(std::iter::once(c))
+        .collect();
+    bounds
+        .windows(2)
+        .map(|b| {
+            let part = (0..n)
+                .flat_map(|ni| {
+                    x[(ni * c + b[0]) * plane..(ni * c + b[1]) * plane]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            (part, b[1] - b[0])
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]
@@ -226,11 +263,106 @@ fn f64_kernel_matches() {
     let want = direct(&g, &x, &w, None);
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
-    let got: Vec<f32> = conv2d(&g, &x64, &w64, None)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
+    let y64 = conv2d(&g, &x64, &w64, None);
+    let got: Vec<f32> = y64.iter().map(|&v| v as f32).collect();
     assert!(rel_l2(&got, &want) < 1e-6);
+    // The portable kernel (f64 has no other) reading a Concat's parts in place.
+    let parts = split_channels(&x64, c.x, &[1]);
+    let layout: Vec<(&[f64], usize)> = parts.iter().map(|(v, c)| (&v[..], *c)).collect();
+    let planes = planes_of_parts(&layout, 1, 25);
+    assert_eq!(conv2d_planes(&g, &planes, &w64, None), y64);
+}
+
+/// Concat (axis `axis`) of `parts`, then Conv (+Relu) with `w`, `b`: as the two ops, and as the
+/// executor's fused step.
+fn concat_then_conv(
+    parts: &[&Tensor],
+    axis: i64,
+    w: &Tensor,
+    b: &Tensor,
+    relu: bool,
+) -> (Result<Tensor, OpError>, Result<Tensor, ConcatConvError>) {
+    let concat = node("Concat", parts.len(), vec![int("axis", axis)]);
+    let conv = conv_node(vec![ints("pads", &[1, 1, 1, 1])], 3);
+    let two = run(&concat, parts, 13).and_then(|x| {
+        let y = run(&conv, &[&x, w, b], 13)?;
+        Ok(if relu {
+            run(&node("Relu", 1, vec![]), &[&y], 13)?
+        } else {
+            y
+        })
+    });
+    let inputs: Vec<Option<&Tensor>> = parts.iter().copied().chain([w, b]).map(Some).collect();
+    let fused =
+        super::super::eval_concat_conv(&concat, &conv, &inputs, relu, 13).map(|mut v| v.remove(0));
+    (two, fused)
+}
+
+#[test]
+fn a_concat_read_in_place_gives_the_two_ops_bits() {
+    let part = |c: usize, h: usize, seed: u64| {
+        let shape = [2, c, h, 6];
+        f32s(&shape, &noise(shape.iter().product(), seed))
+    };
+    let (a, bb, c) = (part(3, 5, 1), part(1, 5, 2), part(4, 5, 3));
+    let w = f32s(&[5, 8, 3, 3], &noise(5 * 8 * 9, 4));
+    let b = f32s(&[5], &noise(5, 5));
+    for relu in [false, true] {
+        for axis in [1, -3] {
+            let (two, fused) = concat_then_conv(&[&a, &bb, &c], axis, &w, &b, relu);
+            let (two, fused) = (two.unwrap(), fused.unwrap());
+            assert_eq!(fused.shape, [2, 5, 5, 6]);
+            assert!(
+                bits(&fused.as_f32s()) == bits(&two.as_f32s()),
+                "relu {relu}"
+            );
+        }
+    }
+    // f16 parts are widened part by part: the bits of widening the Concat.
+    let half = |t: &Tensor| {
+        let v = t.as_f32s().into_iter().map(half::f16::from_f32).collect();
+        Tensor::new(t.shape.clone(), Data::F16(v)).unwrap()
+    };
+    let (ah, bh, ch, wh, b_h) = (half(&a), half(&bb), half(&c), half(&w), half(&b));
+    let (two, fused) = concat_then_conv(&[&ah, &bh, &ch], 1, &wh, &b_h, true);
+    let (two, fused) = (two.unwrap(), fused.unwrap());
+    assert_eq!(fused.dtype(), ah.dtype());
+    assert_eq!(fused, two);
+    // Along another axis (heights 5 + 3 + 2) the Concat runs as its own op first.
+    let (a2, c2) = (part(8, 3, 6), part(8, 2, 7));
+    let a8 = part(8, 5, 8);
+    let (two, fused) = concat_then_conv(&[&a8, &a2, &c2], 2, &w, &b, true);
+    let (two, fused) = (two.unwrap(), fused.unwrap());
+    assert_eq!(fused.shape, [2, 5, 10, 6]);
+    assert!(bits(&fused.as_f32s()) == bits(&two.as_f32s()));
+}
+
+#[test]
+fn a_concat_read_in_place_blames_the_node_at_fault() {
+    let a = f32s(&[1, 2, 4, 4], &noise(32, 1));
+    let w = f32s(&[3, 3, 3, 3], &noise(81, 2));
+    let b = f32s(&[3], &noise(3, 3));
+    // Parts whose heights differ cannot be concatenated along channels: the Concat's error.
+    let short = f32s(&[1, 1, 3, 4], &noise(12, 4));
+    let (two, fused) = concat_then_conv(&[&a, &short], 1, &w, &b, false);
+    assert!(two.is_err());
+    assert!(
+        matches!(fused, Err(ConcatConvError::Concat(_))),
+        "{fused:?}"
+    );
+    // Mixed element types: the Concat's error too.
+    let other = Tensor::new(vec![1, 1, 4, 4], Data::F64(vec![0.0; 16])).unwrap();
+    let (_, fused) = concat_then_conv(&[&a, &other], 1, &w, &b, false);
+    assert!(
+        matches!(fused, Err(ConcatConvError::Concat(_))),
+        "{fused:?}"
+    );
+    // 2 + 2 channels against weights for 3: the Conv's error, read in place or not.
+    let (two, fused) = concat_then_conv(&[&a, &a], 1, &w, &b, false);
+    assert!(two.is_err());
+    assert!(matches!(fused, Err(ConcatConvError::Conv(_))), "{fused:?}");
+    let (_, fused) = concat_then_conv(&[&a, &a], 2, &w, &b, false);
+    assert!(matches!(fused, Err(ConcatConvError::Conv(_))), "{fused:?}");
 }
 
 fn conv_node(
