@@ -59,6 +59,14 @@ const SHAPES: &[Shape] = &[
         w: 256,
     },
     Shape {
+        name: "1x1 512->19 @128x256",
+        cin: 512,
+        cout: 19,
+        k: 1,
+        h: 128,
+        w: 256,
+    },
+    Shape {
         name: "3x3 720->512 @128x256",
         cin: 720,
         cout: 512,

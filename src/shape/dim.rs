@@ -1,9 +1,9 @@
 //! Dimensions: known numbers, symbols, or unknown; and the arithmetic shape inference does on them.
 //!
-//! Symbolic dimensions are canonical strings built the same way every time (`floor((height+1)/2)`,
-//! `19*h*w`), so that two values computed along the same path compare equal, which is what
-//! broadcasting and matmul checks need. Only products are split again (so that products of
-//! products stay canonical); nothing else is parsed back.
+//! Symbolic dimensions are strings in one normal form ([`super::expr`]: `floor((height+3)/4)`,
+//! `19*h*w`), so that two values that are equal by the usual floor-division identities compare
+//! equal whatever road they came by, which is what broadcasting, matmul and the fusion rules'
+//! shape checks need. Expressions that form cannot hold stay opaque strings.
 
 use std::fmt;
 
@@ -33,6 +33,12 @@ impl From<i64> for Dim {
 }
 
 impl Dim {
+    /// The dimension an expression over named sizes stands for: in normal form (a number when it
+    /// folds to one), or the string itself when it is not an expression we can rewrite.
+    pub fn symbolic(s: String) -> Dim {
+        super::expr::normalize(&s).unwrap_or(Dim::Sym(s))
+    }
+
     pub fn known(&self) -> Option<i64> {
         match self {
             Dim::Known(v) => Some(*v),
@@ -106,10 +112,10 @@ impl Dim {
     }
 }
 
-/// A symbolic result, or Unknown if either operand is.
+/// A symbolic result in normal form, or Unknown if either operand is.
 fn sym(a: &Dim, b: &Dim, f: impl Fn(&str, &str) -> String) -> Dim {
     match (a.atom(), b.atom()) {
-        (Some(x), Some(y)) => Dim::Sym(f(&x, &y)),
+        (Some(x), Some(y)) => Dim::symbolic(f(&x, &y)),
         _ => Dim::Unknown,
     }
 }
@@ -204,7 +210,7 @@ impl Product {
                 .iter()
                 .map(|s| Dim::Sym(s.clone()).atom().expect("symbolic")),
         );
-        Dim::Sym(parts.join("*"))
+        Dim::symbolic(parts.join("*"))
     }
 
     /// `self / other`, when it is a whole product: other's symbols are among ours and its known
@@ -256,7 +262,10 @@ fn split_product(s: &str) -> (i64, Vec<String>) {
             };
         } else if let Some(inner) = wrapped(&p) {
             syms.push(inner.to_string());
-        } else if !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        } else if (!p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            || p.strip_prefix("floor")
+                .is_some_and(|rest| wrapped(rest).is_some())
+        {
             syms.push(p);
         } else {
             return opaque;
@@ -338,8 +347,8 @@ mod tests {
         assert!(Product::of(&[Dim::Unknown]).is_none());
         // Products of products, with compound factors, stay canonical.
         let c = s("floor((h+1)/2)").mul(&Dim::Known(3));
-        assert_eq!(c, s("3*(floor((h+1)/2))"));
-        assert_eq!(c.mul(&Dim::Known(2)), s("6*(floor((h+1)/2))"));
+        assert_eq!(c, s("3*floor((h+1)/2)"));
+        assert_eq!(c.mul(&Dim::Known(2)), s("6*floor((h+1)/2)"));
         assert_eq!(
             Product::of(&[s("(a)+(b)")]).unwrap().syms,
             vec!["(a)+(b)".to_string()]

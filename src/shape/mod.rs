@@ -10,6 +10,7 @@
 //! node.
 
 mod dim;
+mod expr;
 mod rules;
 
 pub use dim::{broadcast_shapes, unify, Dim, Product};
@@ -80,7 +81,7 @@ impl ValueType {
                 .iter()
                 .map(|d| match &d.value {
                     Some(DimValue::DimValue(v)) if *v >= 0 => Dim::Known(*v),
-                    Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::Sym(p.clone()),
+                    Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::symbolic(p.clone()),
                     _ => Dim::Unknown,
                 })
                 .collect()

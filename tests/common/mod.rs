@@ -7,11 +7,12 @@ use ocrnet_edge::onnx::proto::{
 };
 use std::path::PathBuf;
 
-pub const FIXTURES: [&str; 5] = [
+pub const FIXTURES: [&str; 6] = [
     "legacy_static_opset11",
     "legacy_static_opset13",
     "legacy_dynamic_opset17",
     "dynamo_static_opset18",
+    "dynamo_dynamic_opset18",
     "legacy_static_mmseg_opset13",
 ];
 
