@@ -134,7 +134,9 @@ pub fn object_attention(
         w: query_dims.w,
         scale,
     };
-    let mut out = vec![0f32; query.len()];
+    // attention_pixels writes every output element before reading it, so a recycled buffer's old
+    // contents do no harm; inside a run this saves the fresh pages of a 34 MB output (W48 at 512x1024).
+    let mut out = crate::exec::recycle::f32_buffer(query.len());
     let pixels = (s.n * s.h * s.w) as usize;
     let o_ptr = SendPtr(out.as_mut_ptr());
     let tasks = pixels.div_ceil(ATTENTION_PIXELS_PER_TASK);
@@ -378,6 +380,26 @@ mod tests {
             let err = rel_l2(&out, &want);
             assert!(err < 1e-6, "attention {n}x{ck}x{k}x{h}x{w}: rel L2 {err}");
         }
+    }
+
+    #[test]
+    fn attention_overwrites_a_recycled_output_buffer() {
+        // Large enough for the executor's buffer pool, which hands back old contents: NaN here.
+        let (ck, k, h, w) = (16usize, 19usize, 64usize, 80usize);
+        let q = noise(ck * h * w, 6, 4.0);
+        let key = noise(ck * k, 7, 4.0);
+        let v = noise(ck * k, 8, 1.0);
+        let kd = d(1, ck as i64, k as i64, 1);
+        let qd = d(1, ck as i64, h as i64, w as i64);
+        let fresh = object_attention(&q, qd, &key, kd, &v, kd, 0.25).unwrap().0;
+        let _scope = crate::exec::recycle::Scope::enter();
+        let stale = vec![f32::NAN; q.len()];
+        let at = stale.as_ptr();
+        crate::exec::recycle::give(stale);
+        let reused = object_attention(&q, qd, &key, kd, &v, kd, 0.25).unwrap().0;
+        assert_eq!(reused.as_ptr(), at, "the pooled buffer was not reused");
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&reused) == bits(&fresh));
     }
 
     #[test]
