@@ -125,24 +125,25 @@ pub(super) fn fuse(
             away.extend(steps[q].outputs.iter().flatten());
             s.node = steps[q].node;
             s.dequant = Some(step.node);
-            s.inputs = steps[q]
-                .inputs
-                .iter()
-                .chain(&step.inputs[1..])
-                .copied()
-                .collect();
+            s.inputs = spliced(&steps[q], step);
         }
         if let Some(&c) = concat_of.get(&i) {
             away.extend(steps[c].outputs.iter().flatten());
             s.concat = Some(steps[c].node);
-            s.inputs = steps[c]
-                .inputs
-                .iter()
-                .chain(&step.inputs[1..])
-                .copied()
-                .collect();
+            s.inputs = spliced(&steps[c], step);
         }
         plan.push(s);
     }
     (plan, away)
+}
+
+/// The inputs of one step that runs `first` and hands its output to `then` as that node's first input:
+/// `first`'s inputs, then `then`'s after its first.
+fn spliced(first: &Step, then: &Step) -> Vec<Option<usize>> {
+    first
+        .inputs
+        .iter()
+        .chain(then.inputs.iter().skip(1))
+        .copied()
+        .collect()
 }

@@ -23,6 +23,11 @@
 use super::dim::Dim;
 use std::collections::BTreeMap;
 
+/// Bounds on what is rewritten, so a hostile `dim_param` costs little: deeper nesting or larger
+/// polynomials than real exports ever write stay opaque strings.
+const MAX_DEPTH: usize = 64;
+const MAX_TERMS: usize = 64;
+
 /// A factor of a monomial.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Atom {
@@ -74,7 +79,7 @@ impl Poly {
         for (m, &c) in &o.0 {
             p.push(m.clone(), c)?;
         }
-        Some(p)
+        (p.0.len() <= MAX_TERMS).then_some(p)
     }
 
     fn scale(&self, k: i64) -> Option<Poly> {
@@ -86,6 +91,9 @@ impl Poly {
     }
 
     fn mul(&self, o: &Poly) -> Option<Poly> {
+        if self.0.len().saturating_mul(o.0.len()) > MAX_TERMS {
+            return None;
+        }
         let mut p = Poly::default();
         for (a, &ca) in &self.0 {
             for (b, &cb) in &o.0 {
@@ -235,6 +243,7 @@ pub(super) fn normalize(s: &str) -> Option<Dim> {
     let mut parser = Parser {
         tokens: tokenize(s)?,
         at: 0,
+        depth: 0,
     };
     let ast = parser.sum()?;
     if parser.at != parser.tokens.len() {
@@ -339,6 +348,8 @@ impl Ast {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Nesting of the expression being parsed: parentheses, calls and unary minus.
+    depth: usize,
 }
 
 impl Parser {
@@ -377,6 +388,13 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Option<Ast> {
+        self.depth += 1;
+        let ast = (self.depth <= MAX_DEPTH).then(|| self.primary()).flatten();
+        self.depth -= 1;
+        ast
+    }
+
+    fn primary(&mut self) -> Option<Ast> {
         if self.eat("-") {
             return Some(Ast::Neg(Box::new(self.unary()?)));
         }
@@ -494,5 +512,13 @@ mod tests {
         assert_eq!(normalize("(h"), None);
         assert_eq!(normalize("h $ 2"), None);
         assert_eq!(normalize("99999999999999999999"), None);
+        // Hostile sizes: deep nesting, and products that would expand to millions of terms.
+        let deep = format!("{}h{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(normalize(&deep), None);
+        assert_eq!(normalize(&format!("{}h", "-".repeat(100_000))), None);
+        let wide: Vec<String> = (0..30).map(|i| format!("(a{i}+b{i})")).collect();
+        assert_eq!(normalize(&wide.join("*")), None);
+        // Nesting a real export writes is well inside the bounds.
+        assert_eq!(n(&format!("{}h{}", "(".repeat(20), ")".repeat(20))), "h");
     }
 }
