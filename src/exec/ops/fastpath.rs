@@ -236,13 +236,18 @@ pub(crate) fn unary_half<H: Half>(op: &str, v: &[H]) -> Option<Vec<H>> {
 
 /// Relu over f16 or bf16 values in place, compared in the storage type (NaN and −0 kept).
 pub(crate) fn relu_in_place_half<H: Half>(v: &mut [H]) {
-    par::chunks_mut(v, par::CHUNK, |_, c| {
-        for x in c {
-            if *x < H::ZERO {
-                *x = H::ZERO;
-            }
-        }
-    });
+    par::chunks_mut(v, par::CHUNK, |_, c| relu_bits(c));
+}
+
+/// Relu on stored halves by their bits: a negative number (sign set, magnitude neither zero nor
+/// past infinity's) becomes +0, while -0 and NaN stay, exactly as `x < 0` decides. Branch-free, so
+/// it vectorises where the `PartialOrd` compare went one value at a time.
+fn relu_bits<H: Half>(c: &mut [H]) {
+    for b in H::bits_mut(c) {
+        let mag = *b & 0x7FFF;
+        let negative = (*b & 0x8000 != 0) & (mag != 0) & (mag <= H::INF_BITS);
+        *b = if negative { 0 } else { *b };
+    }
 }
 
 /// [`add_in_place`] for f16 or bf16: the sum in f32 rounded once, then Relu in the storage type,
@@ -261,11 +266,7 @@ pub(crate) fn add_in_place_half<H: Half>(acc: &mut [H], y: &[H], relu: bool) {
             H::from_f32s(c, a);
         });
         if relu {
-            for x in c.iter_mut() {
-                if *x < H::ZERO {
-                    *x = H::ZERO;
-                }
-            }
+            relu_bits(c);
         }
     });
 }
@@ -433,6 +434,22 @@ mod tests {
                 Data::BF16,
             );
         }
+    }
+
+    #[test]
+    fn half_relu_by_bits_decides_as_the_compare_on_every_bit_pattern() {
+        fn check<H: Half + std::fmt::Debug>(from_bits: fn(u16) -> H, to_bits: fn(H) -> u16) {
+            let all: Vec<H> = (0..=u16::MAX).map(from_bits).collect();
+            let mut got = all.clone();
+            relu_in_place_half(&mut got);
+            let zero = from_bits(0);
+            for (x, g) in all.iter().zip(&got) {
+                let want = if *x < zero { zero } else { *x };
+                assert_eq!(to_bits(*g), to_bits(want), "{x:?}");
+            }
+        }
+        check(half::f16::from_bits, half::f16::to_bits);
+        check(half::bf16::from_bits, half::bf16::to_bits);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use kernel::{
 
 use super::blas::Float;
 use super::elem::{same, Unwrap};
-use super::float::{f32_in, f32_out, f32_same, not_float};
+use super::float::{f32_in, f32_out, f32_same, give_back, not_float};
 use super::window::{Axis, Window};
 use super::{numel, Ctx, OpError, OpResult};
 use crate::tensor::{Data, Tensor};
@@ -111,6 +111,7 @@ pub fn conv_act(cx: &Ctx, relu: bool) -> OpResult<Tensor> {
             let wv = f32_same(w, prec, "Conv")?;
             let bv = b.map(|b| f32_same(b, prec, "Conv")).transpose()?;
             let y = conv2d(&geom, &xv, &wv, bv.as_deref());
+            give_back(xv);
             Ok(f32_out(out_shape, y, prec))
         }
         (Data::F32(_) | Data::F64(_), other) => Err(OpError::invalid(format!(
@@ -183,6 +184,8 @@ pub fn concat_conv(concat: &Ctx, conv: &Ctx, relu: bool) -> Result<Tensor, Conca
             .collect();
         let x = planes_of_parts(&layout, shape[0], shape[2] * shape[3]);
         let y = conv2d_planes(&geom, &x, &wv, bv.as_deref());
+        drop((x, layout));
+        widened.into_iter().for_each(|(v, _)| give_back(v));
         Ok(f32_out(out_shape, y, prec))
     };
     run().map_err(ConcatConvError::Conv)
