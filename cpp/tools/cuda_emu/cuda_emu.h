@@ -17,8 +17,9 @@
 // - The runtime calls the tools make (cudaMalloc, cudaMemcpy, cudaMemset, ...) are plain host memory
 //   (cuda_emu.cpp): "device" pointers are host pointers.
 //
-// What it cannot show: timing, memory coalescing, bank conflicts, or a race the OS scheduler happens not to
-// expose. Those need the GPU run (scripts/gpu-check.sh).
+// What it cannot show: timing, memory coalescing, bank conflicts. Those need the GPU run (scripts/gpu-check.sh).
+// A race the OS scheduler happens not to expose is ThreadSanitizer's to find: every barrier here is a mutex and a
+// condition variable, which it understands (scripts/check-cuda-emu.sh with OCR_EMU_SANITIZE=thread).
 #pragma once
 
 #include <math.h>  // nvcc makes expf, fmaf, fmaxf, INFINITY visible to device code without an include
