@@ -56,8 +56,10 @@ if [ "$check_plugins" != 0 ] && [ ! -f "$kernels/libocrnet_kernels.a" ]; then
     scripts/build-cuda.sh "$kernels"
 fi
 emu=target/cuda-emu
+emu_asan=target/cuda-emu-asan
 if [ "$check_plugins" != 0 ]; then
     OCR_EMU_RUN=0 scripts/check-cuda-emu.sh "$emu"
+    OCR_EMU_RUN=0 OCR_EMU_SANITIZE=address scripts/check-cuda-emu.sh "$emu_asan"
 fi
 
 # Step 1: cpp/trt and src/engine against one header set. cargo check runs build.rs, which compiles cpp/trt (and
@@ -119,5 +121,21 @@ for inc in "${sets[@]}"; do
         -ldl -pthread -o "$out/plugin_harness_emu"
     echo "-- plugin harness on the CUDA CPU emulation (enqueue runs the kernels' device code on the CPU)"
     "$out/plugin_harness_emu" "$PWD/$out/libocrnet_plugins_emu.so" || status=1
+    # Once more with the plugins, the harness and the emulated kernels under AddressSanitizer + UBSan: a
+    # dangling PluginField pointer, a serialization buffer overrun or a kernel overrun fails here.
+    san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    objs=()
+    for src in cpp/plugin/common/ocrPluginCommon.cpp cpp/plugin/ocrSpatialGatherPlugin/ocrSpatialGatherPlugin.cpp \
+               cpp/plugin/ocrObjectAttentionPlugin/ocrObjectAttentionPlugin.cpp cpp/plugin/ocrPluginLibrary.cpp; do
+        obj="$out/$(basename "${src%.cpp}").asan.o"
+        "$CXX" "${flags[@]}" "${san[@]}" -c "$src" -o "$obj"
+        objs+=("$obj")
+    done
+    "$CXX" -shared "${san[@]}" -o "$out/libocrnet_plugins_asan.so" "${objs[@]}" \
+        "$emu_asan"/{ocrGatherKernel,ocrAttentionKernel,ocr_params,cuda_emu}.o -pthread
+    "$CXX" "${flags[@]}" "${san[@]}" -fvisibility=default cpp/tools/plugin_harness.cpp "$emu_asan/ocr_reference.o" \
+        "$emu_asan/cuda_emu.o" -ldl -pthread -o "$out/plugin_harness_asan"
+    echo "-- the same under AddressSanitizer + UBSan"
+    "$out/plugin_harness_asan" "$PWD/$out/libocrnet_plugins_asan.so" | tail -n1 || status=1
 done
 exit $status
