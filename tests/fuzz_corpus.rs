@@ -1,6 +1,7 @@
 //! Replays the fuzz corpus (`fuzz/corpus/load/`) and every input that once crashed the fuzzer
-//! (`fuzz/regressions/load/`) through the checks of the `load` fuzz target, under plain `cargo test` on
-//! stable. The checks are `fuzz/check.rs`, included verbatim, so the two can never drift apart.
+//! (`fuzz/regressions/{load,passes}/`) through the checks of the `load` and `passes` fuzz targets, under
+//! plain `cargo test` on stable. The checks are `fuzz/check.rs`, included verbatim, so the two can never
+//! drift apart.
 
 include!("../fuzz/check.rs");
 
@@ -31,13 +32,14 @@ fn files(folder: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Runs every file, collecting panics instead of stopping at the first, and returns how many loaded.
-fn replay(files: &[PathBuf]) -> usize {
+/// Runs every file through `check`, collecting panics instead of stopping at the first, and returns how
+/// many passed every check.
+fn replay<E>(files: &[PathBuf], check: fn(&[u8]) -> Result<(), E>) -> usize {
     let mut failures = Vec::new();
     let mut loaded = 0;
     for path in files {
         let data = std::fs::read(path).unwrap();
-        match std::panic::catch_unwind(|| check_load(&data)) {
+        match std::panic::catch_unwind(|| check(&data)) {
             Ok(Ok(())) => loaded += 1,
             Ok(Err(_)) => {}
             Err(panic) => {
@@ -77,7 +79,7 @@ fn corpus_replays_without_panics() {
         corpus.len() >= MUST_LOAD.len(),
         "the seed corpus is missing"
     );
-    let loaded = replay(&corpus);
+    let loaded = replay(&corpus, check_load);
     assert!(
         loaded >= MUST_LOAD.len(),
         "only {loaded} of {} corpus inputs loaded",
@@ -87,5 +89,93 @@ fn corpus_replays_without_panics() {
 
 #[test]
 fn regressions_replay_without_panics() {
-    replay(&files("regressions/load"));
+    replay(&files("regressions/load"), check_load);
+    replay(&files("regressions/passes"), check_passes);
+}
+
+/// The `passes` checks on every fixture export (legacy and dynamo, static and dynamic, both heads): each
+/// simplifies, fuses, saves and loads, and the executor plans it.
+#[test]
+fn fixture_models_pass_the_graph_pass_checks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fixtures");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("model.onnx"))
+        .filter(|p| p.is_file())
+        .collect();
+    models.sort();
+    assert!(
+        models.len() >= 6,
+        "fixtures missing under {}",
+        root.display()
+    );
+    for path in &models {
+        let data = std::fs::read(path).unwrap();
+        if let Err(e) = check_passes(&data) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+}
+
+/// The load corpus through the `passes` checks: most inputs fail to load or to simplify (that is fine),
+/// none may panic, and the valid seed models get through.
+#[test]
+fn corpus_replays_through_the_graph_passes_without_panics() {
+    let passed = replay(&files("corpus/load"), check_passes);
+    assert!(
+        passed >= 3,
+        "only {passed} corpus inputs got through the passes"
+    );
+}
+
+include!("../fuzz/graphgen.rs");
+include!("../fuzz/graphcheck.rs");
+
+/// 10,000 graphs from a fixed pseudo-random byte stream through the `graphs` fuzz target's checks.
+#[test]
+fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut graphs, mut nodes) = (0, 0);
+    for case in 0..10_000 {
+        let data: Vec<u8> = (0..192)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let n = std::panic::catch_unwind(|| check_generated(&data)).unwrap_or_else(|_| {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            panic!("generated case {case} failed (bytes {hex})")
+        });
+        graphs += usize::from(n > 0);
+        nodes += n;
+    }
+    assert!(
+        graphs >= 9000,
+        "only {graphs} of 10000 byte strings gave a graph"
+    );
+    eprintln!("{graphs} graphs, {nodes} nodes");
+    assert!(
+        nodes >= 5 * graphs,
+        "graphs average under 5 nodes ({nodes} in {graphs})"
+    );
+}
+
+/// Reruns one failed generated case: `GRAPHGEN_HEX=<bytes from the failure> cargo test --test fuzz_corpus
+/// -- --ignored generated_case_from_env --nocapture`.
+#[test]
+#[ignore = "reproduces a case given in GRAPHGEN_HEX"]
+fn generated_case_from_env() {
+    let hex = std::env::var("GRAPHGEN_HEX").expect("GRAPHGEN_HEX");
+    let data: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let gen = generate_graph(&data).expect("a graph");
+    let bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&gen.model));
+    let (model, _) =
+        ocrnet_edge::onnx::load_bytes(bytes, std::path::Path::new("g.onnx"), None).expect("loads");
+    eprintln!("{}", gen_text(&model));
+    check_generated(&data);
 }

@@ -20,6 +20,7 @@ pub fn broadcast_shapes(shapes: &[&[usize]]) -> OpResult<Vec<usize>> {
             }
         }
     }
+    super::numel(&out)?;
     Ok(out)
 }
 

@@ -115,6 +115,28 @@ mod tests {
         );
     }
 
+    /// A data-computed shape too large to allocate is an error, not a "capacity overflow" panic or an
+    /// aborted allocation (found by the `graphs` fuzz target: ConstantOfShape of `[i64::MAX]`).
+    #[test]
+    fn sizes_over_the_element_limit_are_refused() {
+        let cos = node("ConstantOfShape", 1, vec![]);
+        for dims in [vec![i64::MAX], vec![1 << 20, 1 << 20], vec![(1 << 32) + 1]] {
+            let err = run(&cos, &[&Tensor::vec_i64(dims.clone())], 13).unwrap_err();
+            assert!(err.to_string().contains("elements"), "{dims:?}: {err}");
+        }
+        assert!(run(&cos, &[&Tensor::vec_i64(vec![1 << 4, 1 << 4])], 13).is_ok());
+        // Broadcasting two small inputs into a huge output.
+        let (a, b) = (
+            f32s(&[1 << 17, 1], &[0.0; 1 << 17]),
+            f32s(&[1, 1 << 17], &[0.0; 1 << 17]),
+        );
+        let err = run(&node("Add", 2, vec![]), &[&a, &b], 13).unwrap_err();
+        assert!(
+            err.to_string().contains("over the executor's limit"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn constant_of_shape_default_and_typed() {
         let s = Tensor::vec_i64(vec![2, 2]);
