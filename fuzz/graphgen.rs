@@ -3,7 +3,7 @@
 // fixed pseudo-random stream, so `cargo test` checks thousands of graphs on stable). Needs the crate
 // `ocrnet_edge`. (Plain comments: this file is included.)
 //
-// The bytes pick an opset, an input shape (some dims symbolic), then up to 14 nodes, each drawn from 47
+// The bytes pick an opset, an input shape (some dims symbolic), then up to 14 nodes, each drawn from 53
 // ops with inputs taken from earlier values or new constants (initializers or Constant nodes) and
 // attributes drawn near the edges (negative axes, clamped slice bounds, 1-sized dims to broadcast). A node
 // joins the graph only when the executor's op evaluates it on the probe input, so the graph is valid by
@@ -82,6 +82,12 @@ const GEN_OPS: &[&str] = &[
     "ReduceMean",
     "ReduceSum",
     "Softmax",
+    "LogSoftmax",
+    "Gemm",
+    "Min",
+    "Sum",
+    "Mean",
+    "ReduceMax",
     "ArgMax",
     "MatMul",
     "Conv",
@@ -218,14 +224,15 @@ fn gen_node(
     let name_of = |gg: &GenGraph, i: usize| gg.values[i].0.clone();
     match op {
         "Relu" | "Sigmoid" | "Tanh" | "Neg" | "Abs" | "Floor" | "Sqrt" | "Exp" | "Reciprocal"
-        | "Identity" | "Dropout" | "Softmax" | "GlobalAveragePool" => {
+        | "Identity" | "Dropout" | "Softmax" | "LogSoftmax" | "GlobalAveragePool" => {
             let x = gg.value(g, false)?;
             inputs.push(name_of(gg, x));
-            if op == "Softmax" {
+            if op.ends_with("Softmax") {
                 attrs.push(gen_attr_int("axis", gen_axis(g, gg.shape(x).len())));
             }
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Pow" | "Greater" | "Equal" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Pow" | "Greater"
+        | "Equal" => {
             let ints = !matches!(op, "Pow") && g.below(4) == 0;
             let a = gg.value(g, ints)?;
             inputs.push(name_of(gg, a));
@@ -481,7 +488,7 @@ fn gen_node(
             // FLOAT, INT64, INT32, BOOL, FLOAT16, DOUBLE
             attrs.push(gen_attr_int("to", g.pick(&[1i64, 7, 6, 9, 10, 11])));
         }
-        "ReduceMean" | "ReduceSum" => {
+        "ReduceMean" | "ReduceSum" | "ReduceMax" => {
             let x = gg.value(g, false)?;
             let r = gg.shape(x).len();
             let axes: Vec<i64> = (0..g.below(r.min(2) + 1)).map(|_| gen_axis(g, r)).collect();
@@ -514,6 +521,24 @@ fn gen_node(
             let n = 1 + g.below(4);
             inputs.push(gg.f32s(g, vec![k, n]));
         }
+        "Gemm" => {
+            let a = gg.value(g, false)?;
+            let s = gg.shape(a);
+            if s.len() != 2 {
+                return None;
+            }
+            let (trans_a, trans_b) = (g.coin(), g.coin());
+            let k = if trans_a { s[0] } else { s[1] };
+            let n = 1 + g.below(4);
+            inputs.push(name_of(gg, a));
+            inputs.push(gg.f32s(g, if trans_b { vec![n, k] } else { vec![k, n] }));
+            if g.coin() {
+                let c = if g.coin() { vec![n] } else { vec![1, n] };
+                inputs.push(gg.f32s(g, c));
+            }
+            attrs.push(gen_attr_int("transA", trans_a as i64));
+            attrs.push(gen_attr_int("transB", trans_b as i64));
+        }
         "Conv" | "MaxPool" | "AveragePool" => {
             let x = gg.value(g, false)?;
             let s = gg.shape(x);
@@ -529,7 +554,7 @@ fn gen_node(
             attrs.push(gen_attr_ints("pads", vec![pad, pad, pad, pad]));
             if op == "Conv" {
                 let (c, m) = (s[1], 1 + g.below(4));
-                let depthwise = g.below(4) == 0;
+                let depthwise = g.below(4) == 0 && c > 0;
                 let (m, group) = if depthwise { (c, c) } else { (m, 1) };
                 inputs.push(gg.f32s(g, vec![m, c / group, k as usize, k as usize]));
                 if g.coin() {
@@ -741,11 +766,16 @@ pub fn generate_graph(data: &[u8]) -> Option<GenModel> {
             op_type: Some(if float { "Neg" } else { "Cast" }.into()),
             input: vec![name.clone()],
             output: vec![format!("{name}_out")],
-            attribute: if float { vec![] } else { vec![gen_attr_int("to", 1)] },
+            attribute: if float {
+                vec![]
+            } else {
+                vec![gen_attr_int("to", 1)]
+            },
             ..Default::default()
         };
         let out = ocrnet_edge::exec::ops::eval(&node, &[Some(t)], opset).ok()?;
-        gg.values.push((node.output[0].clone(), out.into_iter().next()?));
+        gg.values
+            .push((node.output[0].clone(), out.into_iter().next()?));
         gg.nodes.push(node);
         last = gg.values.len() - 1;
     }
