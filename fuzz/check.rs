@@ -112,10 +112,6 @@ pub fn check_load(data: &[u8]) -> Result<(), ocrnet_edge::onnx::Error> {
     Ok(())
 }
 
-/// Loads `data` and, when the loader accepts it, runs what `compile` runs on a model before lowering it:
-/// simplification (cleanup, constant folding, shape inference into `value_info`), the OCR fusion, and the
-/// executor's plan. A graph they cannot handle must come back as `Err`; any panic, abort, huge allocation or
-/// hang is a bug. Whatever a pass returns must still save and load. Returns the first stage's error, as text.
 /// The static shape and ONNX element type a value info declares, when it declares both.
 fn fuzz_static_type(v: &ocrnet_edge::onnx::proto::ValueInfoProto) -> Option<(Vec<usize>, i32)> {
     use ocrnet_edge::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
@@ -201,6 +197,11 @@ fn fuzz_run(
     Some(v)
 }
 
+/// Loads `data` and, when the loader accepts it, runs what `compile` runs on a model before lowering it:
+/// simplification (cleanup, constant folding, shape inference into `value_info`), the OCR fusion, and the
+/// executor's plan. A graph they cannot handle must come back as `Err`; any panic, abort, huge allocation or
+/// hang is a bug. Whatever a pass returns must still save and load, and where the inputs are small and static
+/// the simplified graph must compute the very bits the original does. Returns the first stage's error, as text.
 #[allow(dead_code)] // the `load` target uses only check_load
 pub fn check_passes(data: &[u8]) -> Result<(), String> {
     use ocrnet_edge::exec::{ExecOptions, Executor};
