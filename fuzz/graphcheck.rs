@@ -65,16 +65,21 @@ pub fn check_generated(data: &[u8]) -> usize {
             .unwrap_or_else(|e| panic!("the run failed: {e}\n{}", text()))
     };
 
+    // Every output of `m`'s run, bit for bit what the ops gave one by one.
+    let same_bits = |m: &onnx::Model, what: &str| {
+        let got = run(m);
+        for name in &names {
+            assert_eq!(
+                gen_bits(&got[name]),
+                gen_bits(&gen.values[name]),
+                "{what} vs ops, output '{name}'\n{}",
+                text()
+            );
+        }
+    };
+
     // The plan against the ops one by one.
-    let planned = run(&model);
-    for name in &names {
-        assert_eq!(
-            gen_bits(&planned[name]),
-            gen_bits(&gen.values[name]),
-            "plan vs ops, output '{name}'\n{}",
-            text()
-        );
-    }
+    same_bits(&model, "plan");
 
     // Simplification keeps every bit, and what shape inference states is so.
     let mut simplified = model.clone();
@@ -84,15 +89,7 @@ pub fn check_generated(data: &[u8]) -> usize {
     };
     passes::simplify(&mut simplified, &opts)
         .unwrap_or_else(|e| panic!("simplify failed: {e}\n{}", text()));
-    let after = run(&simplified);
-    for name in &names {
-        assert_eq!(
-            gen_bits(&after[name]),
-            gen_bits(&gen.values[name]),
-            "simplified vs ops, output '{name}'\n{}",
-            text()
-        );
-    }
+    same_bits(&simplified, "simplified");
     for v in simplified
         .graph
         .value_info

@@ -154,6 +154,11 @@ impl GenGraph {
         let back = g.below(fits.len().min(4));
         Some(fits[fits.len() - 1 - back])
     }
+    // An earlier f32 value, or an i64 one once in `one_in` draws.
+    fn value_either(&self, g: &mut GenBytes, one_in: usize) -> Option<usize> {
+        let ints = g.below(one_in) == 0;
+        self.value(g, ints)
+    }
     fn shape(&self, i: usize) -> Vec<usize> {
         self.values[i].1.shape.clone()
     }
@@ -271,10 +276,7 @@ fn gen_node(
             inputs = vec![c, name_of(gg, a), name_of(gg, b)];
         }
         "Shape" | "Size" => {
-            let x = {
-                let ints = g.below(4) == 0;
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 4)?;
             inputs.push(name_of(gg, x));
             if op == "Shape" && gg.opset >= 15 && g.coin() {
                 let r = gg.shape(x).len() as i64;
@@ -285,10 +287,7 @@ fn gen_node(
             }
         }
         "Gather" => {
-            let x = {
-                let ints = g.coin();
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 2)?;
             let s = gg.shape(x);
             if s.is_empty() {
                 return None;
@@ -308,10 +307,7 @@ fn gen_node(
             attrs.push(gen_attr_int("axis", axis));
         }
         "Unsqueeze" | "Squeeze" => {
-            let x = {
-                let ints = g.coin();
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 2)?;
             let s = gg.shape(x);
             let axes: Vec<i64> = if op == "Unsqueeze" {
                 vec![gen_axis(g, s.len() + 1)]
@@ -391,10 +387,7 @@ fn gen_node(
             }
         }
         "Transpose" => {
-            let x = {
-                let ints = g.below(4) == 0;
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 4)?;
             let r = gg.shape(x).len();
             let mut perm: Vec<i64> = (0..r as i64).collect();
             for i in (1..r).rev() {
@@ -404,10 +397,7 @@ fn gen_node(
             attrs.push(gen_attr_ints("perm", perm));
         }
         "Slice" => {
-            let x = {
-                let ints = g.below(4) == 0;
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 4)?;
             let s = gg.shape(x);
             if s.is_empty() {
                 return None;
@@ -436,10 +426,7 @@ fn gen_node(
             attrs.push(gen_attr_int("axis", g.below(r + 1) as i64));
         }
         "Expand" => {
-            let x = {
-                let ints = g.below(4) == 0;
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 4)?;
             let s = gg.shape(x);
             let mut dims: Vec<i64> = s
                 .iter()
@@ -480,10 +467,7 @@ fn gen_node(
             }
         }
         "Cast" => {
-            let x = {
-                let ints = g.coin();
-                gg.value(g, ints)
-            }?;
+            let x = gg.value_either(g, 2)?;
             inputs.push(name_of(gg, x));
             // FLOAT, INT64, INT32, BOOL, FLOAT16, DOUBLE
             attrs.push(gen_attr_int("to", g.pick(&[1i64, 7, 6, 9, 10, 11])));
