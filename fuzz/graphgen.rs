@@ -217,6 +217,15 @@ fn gen_axis(g: &mut GenBytes, r: usize) -> i64 {
     }
 }
 
+// An axis of a tensor of shape `s` as `gen_axis` draws it, with that axis's size; `None` for a scalar.
+fn gen_axis_of(g: &mut GenBytes, s: &[usize]) -> Option<(i64, usize)> {
+    if s.is_empty() {
+        return None;
+    }
+    let axis = gen_axis(g, s.len());
+    Some((axis, s[axis.rem_euclid(s.len() as i64) as usize]))
+}
+
 // One candidate node for `op` (inputs, attributes); `None` when the graph has nothing it could read.
 fn gen_node(
     g: &mut GenBytes,
@@ -288,12 +297,8 @@ fn gen_node(
         }
         "Gather" => {
             let x = gg.value_either(g, 2)?;
-            let s = gg.shape(x);
-            if s.is_empty() {
-                return None;
-            }
-            let axis = gen_axis(g, s.len());
-            let d = s[axis.rem_euclid(s.len() as i64) as usize].max(1) as i64;
+            let (axis, d) = gen_axis_of(g, &gg.shape(x))?;
+            let d = d.max(1) as i64;
             let idx: Vec<i64> = (0..1 + g.below(3))
                 .map(|_| g.below(2 * d as usize) as i64 - d)
                 .collect();
@@ -398,12 +403,8 @@ fn gen_node(
         }
         "Slice" => {
             let x = gg.value_either(g, 4)?;
-            let s = gg.shape(x);
-            if s.is_empty() {
-                return None;
-            }
-            let axis = gen_axis(g, s.len());
-            let d = s[axis.rem_euclid(s.len() as i64) as usize] as i64;
+            let (axis, d) = gen_axis_of(g, &gg.shape(x))?;
+            let d = d as i64;
             let bound = |g: &mut GenBytes| match g.below(6) {
                 0 => i64::MAX,
                 1 => i64::MIN,
