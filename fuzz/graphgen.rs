@@ -3,7 +3,7 @@
 // fixed pseudo-random stream, so `cargo test` checks thousands of graphs on stable). Needs the crate
 // `ocrnet_edge`. (Plain comments: this file is included.)
 //
-// The bytes pick an opset, an input shape (some dims symbolic), then up to 14 nodes, each drawn from 53
+// The bytes pick an opset, an input shape (some dims symbolic), then up to 14 nodes, each drawn from 55
 // ops with inputs taken from earlier values or new constants (initializers or Constant nodes) and
 // attributes drawn near the edges (negative axes, clamped slice bounds, 1-sized dims to broadcast). A node
 // joins the graph only when the executor's op evaluates it on the probe input, so the graph is valid by
@@ -98,6 +98,8 @@ const GEN_OPS: &[&str] = &[
     "Clip",
     "BatchNormalization",
     "Constant",
+    "QuantizeLinear",
+    "DequantizeLinear",
 ];
 
 struct GenGraph {
@@ -607,6 +609,7 @@ fn gen_node(
                 .expect("sized");
             attrs.push(gen_attr_tensor("value", t.to_proto("value")));
         }
+        "QuantizeLinear" | "DequantizeLinear" => gen_quant(g, gg, op, &mut inputs, &mut attrs)?,
         other => unreachable!("{other} is in GEN_OPS but has no builder"),
     }
     let output = gg.fresh("v");
@@ -681,11 +684,13 @@ pub fn generate_graph(data: &[u8]) -> Option<GenModel> {
         count: 0,
     };
     let steps = 1 + g.below(14);
+    // Most QuantizeLinear nodes are followed by a DequantizeLinear, as in the INT8 graphs.
+    let mut next = None;
     for _ in 0..steps {
         if g.exhausted() {
             break;
         }
-        let op = g.pick(GEN_OPS);
+        let op = next.take().unwrap_or_else(|| g.pick(GEN_OPS));
         gg.pending.clear();
         let Some(node) = gen_node(&mut g, &mut gg, op) else {
             continue;
@@ -731,6 +736,9 @@ pub fn generate_graph(data: &[u8]) -> Option<GenModel> {
         let out = outs.into_iter().next().expect("one output");
         gg.values.push((node.output[0].clone(), out));
         gg.nodes.push(node);
+        if op == "QuantizeLinear" && g.below(4) != 0 {
+            next = Some("DequantizeLinear");
+        }
     }
     let produced: Vec<usize> = (1..gg.values.len())
         .filter(|&i| {
@@ -795,3 +803,5 @@ pub fn generate_graph(data: &[u8]) -> Option<GenModel> {
         values: gg.values.into_iter().collect(),
     })
 }
+
+include!("graphquant.rs");

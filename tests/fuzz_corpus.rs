@@ -135,7 +135,7 @@ include!("../fuzz/graphcheck.rs");
 #[test]
 fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let (mut graphs, mut nodes) = (0, 0);
+    let (mut graphs, mut nodes, mut pairs) = (0, 0, 0);
     for case in 0..10_000 {
         let data: Vec<u8> = (0..192)
             .map(|_| {
@@ -151,16 +151,50 @@ fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
         });
         graphs += usize::from(n > 0);
         nodes += n;
+        if let Some(gen) = generate_graph(&data) {
+            pairs += quantize_dequantize_pairs(&gen.model);
+        }
     }
     assert!(
         graphs >= 9000,
         "only {graphs} of 10000 byte strings gave a graph"
     );
-    eprintln!("{graphs} graphs, {nodes} nodes");
+    eprintln!("{graphs} graphs, {nodes} nodes, {pairs} QuantizeLinear->DequantizeLinear pairs");
+    assert!(
+        pairs >= 200,
+        "only {pairs} QuantizeLinear nodes read by one DequantizeLinear alone (the pair the plan fuses)"
+    );
     assert!(
         nodes >= 5 * graphs,
         "graphs average under 5 nodes ({nodes} in {graphs})"
     );
+}
+
+/// QuantizeLinear nodes whose output only one DequantizeLinear reads, as its data: what the executor's
+/// plan runs as one fused step.
+fn quantize_dequantize_pairs(model: &ocrnet_edge::onnx::proto::ModelProto) -> usize {
+    let nodes = &model.graph.as_ref().expect("a graph").node;
+    nodes
+        .iter()
+        .filter(|q| q.op_type() == "QuantizeLinear")
+        .filter(|q| {
+            let readers: Vec<_> = nodes
+                .iter()
+                .filter(|n| n.input.contains(&q.output[0]))
+                .collect();
+            let is_output = model
+                .graph
+                .as_ref()
+                .expect("a graph")
+                .output
+                .iter()
+                .any(|o| o.name() == q.output[0]);
+            !is_output
+                && readers.len() == 1
+                && readers[0].op_type() == "DequantizeLinear"
+                && readers[0].input[0] == q.output[0]
+        })
+        .count()
 }
 
 /// Reruns one failed generated case: `GRAPHGEN_HEX=<bytes from the failure> cargo test --test fuzz_corpus
