@@ -252,10 +252,17 @@ fn gen_node(
             let ints = !matches!(op, "Pow") && g.below(4) == 0;
             let a = gg.value(g, ints)?;
             inputs.push(name_of(gg, a));
-            if g.coin() {
-                let b = gg.value(g, ints)?;
-                inputs.push(name_of(gg, b));
-            } else {
+            // Sum, Mean, Max and Min are variadic: one to four inputs, all broadcasting together.
+            let count = match op {
+                "Max" | "Min" | "Sum" | "Mean" if g.below(3) == 0 => g.pick(&[1, 3, 4]),
+                _ => 2,
+            };
+            for _ in 1..count {
+                if g.coin() {
+                    let b = gg.value(g, ints)?;
+                    inputs.push(name_of(gg, b));
+                    continue;
+                }
                 // A constant the first input broadcasts with: a suffix of its shape, some dims 1.
                 let s = gg.shape(a);
                 let keep = g.below(s.len() + 1);
@@ -272,7 +279,7 @@ fn gen_node(
                 };
                 inputs.push(c);
             }
-            if g.coin() {
+            if inputs.len() > 1 && g.coin() {
                 inputs.swap(0, 1);
             }
         }

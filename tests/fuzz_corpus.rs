@@ -135,7 +135,7 @@ include!("../fuzz/graphcheck.rs");
 #[test]
 fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let (mut graphs, mut nodes, mut pairs) = (0, 0, 0);
+    let (mut graphs, mut nodes, mut pairs, mut variadic) = (0, 0, 0, 0);
     for case in 0..10_000 {
         let data: Vec<u8> = (0..192)
             .map(|_| {
@@ -153,16 +153,31 @@ fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
         nodes += n;
         if let Some(gen) = generate_graph(&data) {
             pairs += quantize_dequantize_pairs(&gen.model);
+            variadic += gen.model.graph.as_ref().map_or(0, |g| {
+                g.node
+                    .iter()
+                    .filter(|n| {
+                        matches!(n.op_type(), "Sum" | "Mean" | "Max" | "Min") && n.input.len() > 2
+                    })
+                    .count()
+            });
         }
     }
     assert!(
         graphs >= 9000,
         "only {graphs} of 10000 byte strings gave a graph"
     );
-    eprintln!("{graphs} graphs, {nodes} nodes, {pairs} QuantizeLinear->DequantizeLinear pairs");
+    eprintln!(
+        "{graphs} graphs, {nodes} nodes, {pairs} QuantizeLinear->DequantizeLinear pairs, {variadic} \
+         Sum/Mean/Max/Min of 3-4 inputs"
+    );
     assert!(
         pairs >= 200,
         "only {pairs} QuantizeLinear nodes read by one DequantizeLinear alone (the pair the plan fuses)"
+    );
+    assert!(
+        variadic >= 50,
+        "only {variadic} Sum/Mean/Max/Min nodes with more than two inputs"
     );
     assert!(
         nodes >= 5 * graphs,
