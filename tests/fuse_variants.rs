@@ -130,13 +130,18 @@ struct GatherStyle {
 }
 
 fn gather_model(s: GatherStyle) -> Model {
+    gather_model_with(s, K)
+}
+
+/// [`gather_model`] with `k` object regions.
+fn gather_model_with(s: GatherStyle, k: i64) -> Model {
     let mut b = Builder::default();
     let mut probs = "probs".to_string();
     if let Some(d) = s.div_before {
         let c = b.scalar(d);
         probs = b.op("Div", &[&probs, &c], vec![]);
     }
-    let mut p = b.reshape(&probs, &[N, K, -1]);
+    let mut p = b.reshape(&probs, &[N, k, -1]);
     let flat = p.clone();
     if let Some(m) = s.mul_after {
         let c = b.scalar(m);
@@ -148,26 +153,21 @@ fn gather_model(s: GatherStyle) -> Model {
     let mm = b.op("MatMul", &[&sm, &ft], vec![]);
     let t = b.transpose(&mm, &[0, 2, 1]);
     let out = if s.reshape_out {
-        b.reshape(&t, &[N, C, K, 1])
+        b.reshape(&t, &[N, C, k, 1])
     } else {
         let axes = b.ints(&[3]);
         b.op("Unsqueeze", &[&t, &axes], vec![])
     };
-    let mut outputs = vec![(out.as_str(), &[N, C, K, 1][..])];
-    let leak;
+    let mut outputs: Vec<(String, Vec<i64>)> = vec![(out, vec![N, C, k, 1])];
     if s.leak_flat_probs {
-        leak = b.op("Relu", &[&flat], vec![]);
-        outputs.push((leak.as_str(), &[N, K, H * W][..]));
+        let leak = b.op("Relu", &[&flat], vec![]);
+        outputs.push((leak, vec![N, k, H * W]));
     }
-    let outputs: Vec<(String, Vec<i64>)> = outputs
-        .into_iter()
-        .map(|(n, d)| (n.to_string(), d.to_vec()))
-        .collect();
     let outs: Vec<(&str, &[i64])> = outputs
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
-    b.model(&[("probs", &[N, K, H, W]), ("feats", &[N, C, H, W])], &outs)
+    b.model(&[("probs", &[N, k, H, W]), ("feats", &[N, C, H, W])], &outs)
 }
 
 /// How an attention is spelled.
@@ -190,6 +190,11 @@ struct AttentionStyle {
 const CK: i64 = 4;
 
 fn attention_model(s: AttentionStyle) -> Model {
+    attention_model_with(s, K)
+}
+
+/// [`attention_model`] with `regions` object regions.
+fn attention_model_with(s: AttentionStyle, regions: i64) -> Model {
     let mut b = Builder::default();
     let q = b.reshape("query", &[N, CK, -1]);
     let mut qt = b.transpose(&q, &[0, 2, 1]);
@@ -228,8 +233,8 @@ fn attention_model(s: AttentionStyle) -> Model {
     b.model(
         &[
             ("query", &[N, CK, H, W]),
-            ("key", &[N, CK, K, 1]),
-            ("value", &[N, CK, K, 1]),
+            ("key", &[N, CK, regions, 1]),
+            ("value", &[N, CK, regions, 1]),
         ],
         &[(&out, &dims)],
     )
@@ -407,4 +412,35 @@ fn attention_near_misses_name_the_failed_check() {
         }),
         "runs over axis 1",
     );
+}
+
+/// More classes than the plugins take (ADE20K has 150): both subgraphs stay standard ops, and the near miss
+/// names K and the limit, which comes from the C++ side.
+#[test]
+fn more_regions_than_the_plugins_take_stay_unfused() {
+    let max = ocrnet_edge::ocr::max_regions();
+    assert_eq!(max, 64, "cpp/ocr/ocr_params.h kMaxRegions");
+    let gather = GatherStyle {
+        softmax_axis: 2,
+        ..Default::default()
+    };
+    let attention = AttentionStyle {
+        scale: Scale::MulAfter(0.5),
+        softmax_axis: -1,
+        wrong_out: false,
+    };
+    let why = format!(
+        "K = {} object regions (classes), over the plugins' maximum of 64",
+        max + 1
+    );
+    near_miss(gather_model_with(gather, max + 1), &why);
+    near_miss(attention_model_with(attention, max + 1), &why);
+    // At the limit itself both still fuse.
+    for mut model in [
+        gather_model_with(gather, max),
+        attention_model_with(attention, max),
+    ] {
+        let report = ocr::fuse(&mut model).unwrap();
+        assert_eq!(report.fused.len(), 1, "{report:#?}");
+    }
 }

@@ -43,6 +43,8 @@ AttentionParams params(const AttentionSizes& s) {
 
 }  // namespace
 
+int64_t max_regions() { return kMaxRegions; }
+
 std::array<int64_t, 4> gather_output_dims(const OcrDims& probs, const OcrDims& feats, float scale) {
     require(probs.n == feats.n && probs.h == feats.h && probs.w == feats.w,
             "OcrSpatialGather: probs " + dimsText(probs) + " and feats " + dimsText(feats) +

@@ -14,6 +14,9 @@ struct OcrDims;
 struct GatherSizes;
 struct AttentionSizes;
 
+// kMaxRegions: the most object regions (K) the plugins, the kernels and the reference take.
+int64_t max_regions();
+
 // Output dims [N, C, K, 1] of OcrSpatialGather; throws std::invalid_argument on unusable inputs.
 std::array<int64_t, 4> gather_output_dims(const OcrDims& probs, const OcrDims& feats, float scale);
 

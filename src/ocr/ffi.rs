@@ -36,6 +36,8 @@ pub(crate) mod bridge {
     unsafe extern "C++" {
         include!("ocrnet-edge/cpp/ocr/bridge.h");
 
+        /// The most object regions (K) the plugins, the kernels and the reference take.
+        fn max_regions() -> i64;
         fn gather_output_dims(probs: &OcrDims, feats: &OcrDims, scale: f32) -> Result<[i64; 4]>;
         fn attention_output_dims(
             query: &OcrDims,

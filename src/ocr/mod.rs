@@ -39,6 +39,12 @@ impl OcrDims {
     }
 }
 
+/// The most object regions (K, the segmentation classes) the plugins, their CUDA kernels and the C++
+/// reference take: `kMaxRegions` in `cpp/ocr/ocr_params.h`, read from there.
+pub fn max_regions() -> i64 {
+    ffi::bridge::max_regions()
+}
+
 /// Output shape `[N, C, K, 1]` of `OcrSpatialGather(probs [N,K,H,W], feats [N,C,H,W])`.
 pub fn gather_output_dims(
     probs: OcrDims,

@@ -12,12 +12,12 @@ mod gather;
 mod matcher;
 pub mod validate;
 
-use crate::ocr::{OcrNode, DOMAIN};
+use crate::ocr::{OcrKind, OcrNode, DOMAIN};
 use crate::onnx::error::node_label;
 use crate::onnx::graph::{NodeId, Patch};
 use crate::onnx::proto::OperatorSetIdProto;
 use crate::onnx::{self, Model};
-use crate::shape;
+use crate::shape::{self, Dim};
 use matcher::View;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -118,13 +118,15 @@ pub fn fuse(model: &mut Model) -> Result<FuseReport, onnx::Error> {
                 continue;
             }
             candidate = true;
-            let found = match_at(&view, id).and_then(|m| {
-                if m.nodes.iter().any(|n| taken.contains(n)) {
-                    Err("overlaps a subgraph another rule already fused".to_string())
-                } else {
-                    Ok(m)
-                }
-            });
+            let found = match_at(&view, id)
+                .and_then(|m| {
+                    if m.nodes.iter().any(|n| taken.contains(n)) {
+                        Err("overlaps a subgraph another rule already fused".to_string())
+                    } else {
+                        Ok(m)
+                    }
+                })
+                .and_then(|m| within_plugin_limits(&view, m));
             match found {
                 Ok(m) => {
                     taken.extend(m.nodes.iter().copied());
@@ -222,6 +224,25 @@ fn unrecognised(view: &View, softmax: NodeId) -> Option<String> {
         "the softmax input comes from {from}; expected a Reshape (gather) or a MatMul (attention), \
          with only Mul/Div by a scalar constant between"
     ))
+}
+
+/// `m` when the plugins can take it: at most [`crate::ocr::max_regions`] object regions. A model with more
+/// classes (ADE20K's 150, COCO-Stuff's 171) keeps its OCR subgraphs as the standard ops they are, which
+/// TensorRT and the executor run without a plugin, instead of a plugin node no engine build could take. A
+/// K that shape inference does not know is left to the plugin's own check at engine build.
+fn within_plugin_limits(view: &View, m: Match) -> matcher::Check<Match> {
+    let (value, axis) = match m.op.kind {
+        OcrKind::SpatialGather => (&m.inputs[0], 1),
+        OcrKind::ObjectAttention => (&m.inputs[1], 2),
+    };
+    let max = crate::ocr::max_regions();
+    match view.inf.shape(value).and_then(|s| s.get(axis)) {
+        Some(Dim::Known(k)) if *k > max => Err(format!(
+            "K = {k} object regions (classes), over the plugins' maximum of {max}; left as standard ops, \
+             which TensorRT runs without the plugin"
+        )),
+        _ => Ok(m),
+    }
 }
 
 /// Adds one match's edit to the patch and describes it.
