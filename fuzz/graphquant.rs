@@ -58,8 +58,8 @@ fn gen_quant(
         _ => vec![],
     };
     let n = scale_shape.iter().product();
-    // Powers of two over 16 to 1 most of the time (exact in f32, as calibrated scales are not), and now and
-    // then one that is not.
+    // Powers of two from 1/32 to 2 most of the time (exact in f32; calibrated scales are not), and now and
+    // then 0.3, which is not.
     let scales = (0..n)
         .map(|_| match g.below(8) {
             0 => 0.3,

@@ -151,16 +151,15 @@ fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
         });
         graphs += usize::from(n > 0);
         nodes += n;
-        if let Some(gen) = generate_graph(&data) {
-            pairs += quantize_dequantize_pairs(&gen.model);
-            variadic += gen.model.graph.as_ref().map_or(0, |g| {
-                g.node
-                    .iter()
-                    .filter(|n| {
-                        matches!(n.op_type(), "Sum" | "Mean" | "Max" | "Min") && n.input.len() > 2
-                    })
-                    .count()
-            });
+        if let Some(graph) = generate_graph(&data).and_then(|gen| gen.model.graph) {
+            pairs += quantize_dequantize_pairs(&graph);
+            variadic += graph
+                .node
+                .iter()
+                .filter(|n| {
+                    matches!(n.op_type(), "Sum" | "Mean" | "Max" | "Min") && n.input.len() > 2
+                })
+                .count();
         }
     }
     assert!(
@@ -187,23 +186,18 @@ fn generated_graphs_keep_their_bits_through_the_plan_and_simplify() {
 
 /// QuantizeLinear nodes whose output only one DequantizeLinear reads, as its data: what the executor's
 /// plan runs as one fused step.
-fn quantize_dequantize_pairs(model: &ocrnet_edge::onnx::proto::ModelProto) -> usize {
-    let nodes = &model.graph.as_ref().expect("a graph").node;
-    nodes
+fn quantize_dequantize_pairs(graph: &ocrnet_edge::onnx::proto::GraphProto) -> usize {
+    graph
+        .node
         .iter()
         .filter(|q| q.op_type() == "QuantizeLinear")
         .filter(|q| {
-            let readers: Vec<_> = nodes
+            let readers: Vec<_> = graph
+                .node
                 .iter()
                 .filter(|n| n.input.contains(&q.output[0]))
                 .collect();
-            let is_output = model
-                .graph
-                .as_ref()
-                .expect("a graph")
-                .output
-                .iter()
-                .any(|o| o.name() == q.output[0]);
+            let is_output = graph.output.iter().any(|o| o.name() == q.output[0]);
             !is_output
                 && readers.len() == 1
                 && readers[0].op_type() == "DequantizeLinear"
