@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ocrnet_edge::exec::{ExecOptions, Executor, Numerics};
+use ocrnet_edge::exec::{ExecOptions, Executor, Numerics, RunStats};
 use ocrnet_edge::onnx;
 use ocrnet_edge::passes::{self, fp16, SimplifyOptions};
 use ocrnet_edge::tensor::Tensor;
@@ -254,15 +254,51 @@ fn watching_some_values_keeps_the_fused_plan_and_sees_only_them() {
         assert_eq!(out[name], plain[name], "{name}");
     }
 
-    // Watching the pre-Relu Conv output needs the unfused plan, and gets it.
-    let mut seen = Vec::new();
-    let mut hook = |n: &str, t: &Tensor| seen.push((n.to_string(), t.clone()));
-    let (_, stats) = exec
-        .run_watching(feed(), [conv.as_str()], &mut hook)
+    // Watching the pre-Relu Conv output, or a Concat that Convs read in place (what calibration
+    // watches: the Convs' inputs), unfuses just that pair: the other pairs stay fused.
+    let readers = |v: &str| {
+        nodes
+            .iter()
+            .filter(|n| n.input.iter().any(|i| i == v))
+            .count()
+    };
+    let concat = nodes
+        .iter()
+        .find(|c| {
+            let out = &c.output[0];
+            let convs = nodes
+                .iter()
+                .filter(|n| n.op_type() == "Conv" && &n.input[0] == out);
+            c.op_type() == "Concat" && convs.count() == readers(out)
+        })
+        .map(|n| n.output[0].clone())
         .unwrap();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].1, all[&conv]);
-    assert!(!stats.profile.iter().any(|(op, _, _)| op == "Conv+Relu"));
+    let count = |stats: &RunStats, op: &str| stats.nodes.iter().filter(|t| t.op == op).count();
+    let (_, fused) = exec.run_with_stats(feed(), &[], None).unwrap();
+    for (value, op, unfused) in [
+        (&conv, "Conv+Relu", 1),
+        (&concat, "Concat+Conv+Relu", readers(&concat)),
+    ] {
+        let check = |stats: &RunStats| {
+            // One step more than the fused plan (the unfused one has a step per Relu), and only this
+            // value's pairs split.
+            assert_eq!(stats.nodes.len(), fused.nodes.len() + 1, "{value}");
+            assert_eq!(count(stats, op), count(&fused, op) - unfused, "{value}");
+        };
+        let mut seen = Vec::new();
+        let mut hook = |n: &str, t: &Tensor| seen.push((n.to_string(), t.clone()));
+        let (out, stats) = exec
+            .run_watching(feed(), [value.as_str()], &mut hook)
+            .unwrap();
+        assert_eq!(seen.len(), 1, "{value}");
+        assert_eq!(seen[0].1, all[value], "{value}");
+        check(&stats);
+        assert_eq!(out["out"], plain["out"], "{value}");
+        // Asking for it by name does the same without a hook.
+        let (out, stats) = exec.run_with_stats(feed(), &[value], None).unwrap();
+        assert_eq!(out[value.as_str()], all[value], "{value}");
+        check(&stats);
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::onnx::{Graph, Model};
 use crate::tensor::{Data, Tensor};
 use half::f16;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How the executor computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -107,6 +107,9 @@ pub struct NodeTime {
 /// Where a run spent its time, by op type: (op, seconds, nodes), slowest first.
 pub type OpProfile = Vec<(String, f64, usize)>;
 
+/// A plan that materialises some fused-away values, and those values' slots.
+type ShownPlan = (HashSet<usize>, Arc<Vec<Step>>);
+
 /// A graph prepared for repeated runs: weights decoded once, every node checked for support, value
 /// lifetimes computed.
 pub struct Executor {
@@ -117,11 +120,13 @@ pub struct Executor {
     names: Vec<String>,
     constants: Vec<Option<Arc<Tensor>>>,
     steps: Vec<Step>,
-    /// The same plan with pairs of nodes run as one step ([`super::plan::fuse`]): used when no hook
-    /// watches and no fused-away value is requested.
+    /// The same plan with pairs of nodes run as one step ([`super::plan::fuse`]): used unless a hook
+    /// watches every value, or a value it never materialises is watched or requested by name.
     fused: Vec<Step>,
     /// Values that exist only in the unfused plan (pre-Relu Conv/Add outputs, fused quantized levels).
     fused_away: HashSet<usize>,
+    /// The last plan [`Executor::plan_showing`] made, and the values it shows.
+    shown: Mutex<Option<ShownPlan>>,
     graph_inputs: Vec<(String, usize)>,
     graph_outputs: Vec<(String, usize)>,
     pool: rayon::ThreadPool,
@@ -227,6 +232,7 @@ impl Executor {
             steps,
             fused,
             fused_away,
+            shown: Mutex::new(None),
             graph_inputs,
             graph_outputs,
             pool,
@@ -257,6 +263,26 @@ impl Executor {
             }
         }
         steps
+    }
+
+    /// The fused plan with `visible` values materialised: the pairs that would hide one of them stay
+    /// two steps. Calibration watches the inputs of the Convs it quantizes; on HRNet two of those are
+    /// Concats the fused plan reads in place, and falling back to the whole unfused plan for them cost
+    /// W48 every Conv+Relu fusion and Concat elision (1.22x a plain forward per calibration image).
+    /// The last plan is cached: calibration and the debugger ask for the same set run after run.
+    fn plan_showing(&self, visible: &HashSet<usize>) -> Arc<Vec<Step>> {
+        let mut last = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((set, plan)) = last.as_ref() {
+            if set == visible {
+                return Arc::clone(plan);
+            }
+        }
+        let mut never_away: HashSet<usize> = self.graph_outputs.iter().map(|(_, s)| *s).collect();
+        never_away.extend(visible);
+        let (plan, _) = fuse(&self.graph, &self.steps, &never_away);
+        let plan = Arc::new(self.plan_frees(plan));
+        *last = Some((visible.clone(), Arc::clone(&plan)));
+        plan
     }
 
     /// Applies a fused Relu node to a step's single output: in place for float32, through the kernel
@@ -333,9 +359,8 @@ impl Executor {
     }
 
     /// Runs the graph with a hook that sees only the values named in `watch` (names the graph does not
-    /// have are ignored). Unlike a hook on every value, this keeps the fused plan when no
-    /// watched value is one that plan never materialises: calibration watches the Q/DQ pass's
-    /// activations, which are such Convs' inputs, not their pre-Relu outputs.
+    /// have are ignored). Unlike a hook on every value, this keeps the fused plan, less the pairs that
+    /// would hide a watched value ([`Executor::plan_showing`]).
     pub fn run_watching<'w>(
         &self,
         inputs: HashMap<String, Tensor>,
@@ -389,20 +414,22 @@ impl Executor {
             });
         }
         // The fused plan computes the same numbers but never materialises the values between its fused
-        // pairs, so it is used only when nobody could observe them.
-        let unobserved = match (hook.is_some(), watch) {
-            (false, _) => true,
-            (true, None) => false,
-            (true, Some(w)) => w.iter().all(|s| !self.fused_away.contains(s)),
+        // pairs. A hook on every value gets the unfused plan; values watched or kept by name get a fused
+        // plan that leaves just their pairs unfused.
+        let visible: HashSet<usize> = match (hook.is_some(), watch) {
+            (true, None) => HashSet::new(),
+            (true, Some(w)) => w.union(keep).copied().collect(),
+            (false, _) => keep.clone(),
         };
-        let fused_ok = unobserved && keep.iter().all(|s| !self.fused_away.contains(s));
-        if let (true, Some(w)) = (hook.is_some(), watch) {
-            let n = w.iter().filter(|s| self.fused_away.contains(s)).count();
-            if n > 0 {
-                log::info!("{n} watched value(s) exist only in the unfused plan: running it");
-            }
-        }
-        let steps = if fused_ok { &self.fused } else { &self.steps };
+        let custom;
+        let steps: &[Step] = if hook.is_some() && watch.is_none() {
+            &self.steps
+        } else if visible.iter().all(|s| !self.fused_away.contains(s)) {
+            &self.fused
+        } else {
+            custom = self.plan_showing(&visible);
+            &custom[..]
+        };
         for step in steps {
             let node = &self.graph.nodes[step.node];
             let started = self.options.profile.then(std::time::Instant::now);
