@@ -32,6 +32,15 @@ pub enum RecipeError {
     },
 }
 
+/// A YAML error as the parser renders it (the message, then the offending line with a caret), without its
+/// own `error: ` prefix (the caller's message already has one) and with the file's name where the
+/// snippet would say `<input>`.
+pub(crate) fn yaml_message(e: &serde_saphyr::Error, source_name: &str) -> String {
+    let text = e.to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    text.replace("--> <input>:", &format!("--> {source_name}:"))
+}
+
 /// Precisions an engine can be built in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -223,7 +232,7 @@ impl Recipe {
     pub fn parse(text: &str, source_name: &str, base: &Path) -> Result<Self, RecipeError> {
         let file: RecipeFile = serde_saphyr::from_str(text).map_err(|e| RecipeError::Parse {
             source_name: source_name.to_string(),
-            message: e.to_string(),
+            message: yaml_message(&e, source_name),
         })?;
         let field = |field: &str, message: String| RecipeError::Field {
             source_name: source_name.to_string(),

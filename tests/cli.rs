@@ -64,6 +64,12 @@ fn bad_model_exits_1_naming_the_file() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+
+    // Each cause is said once, though the library's messages already carry their sources.
+    let out = ocrnet(&["inspect", dir.path().join("nope.onnx").to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]
@@ -414,6 +420,9 @@ fn bad_recipe_names_the_field() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("r.yaml") && err.contains("bf8"), "{err}");
+    // The YAML parser's snippet points into the file by its name, under one `error:` prefix.
+    assert!(err.contains("--> ") && err.contains("r.yaml:3:"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
 
     std::fs::write(
         &recipe,

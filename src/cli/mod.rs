@@ -287,6 +287,24 @@ pub enum BenchCommand {
     },
 }
 
+/// An error and its causes on one line, each cause once. The library's errors already print their
+/// source (so that `{}` alone is a whole message), which anyhow's `{:#}` would print again after them:
+/// a cause is appended only when the text so far does not already hold it.
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
 pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => log::LevelFilter::Error,

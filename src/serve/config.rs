@@ -87,7 +87,7 @@ impl ServeConfig {
         let mut cfg: ServeConfig =
             serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
                 source_name: source_name.to_string(),
-                message: e.to_string(),
+                message: crate::recipe::yaml_message(&e, source_name),
             })?;
         for p in [&mut cfg.model, &mut cfg.bearer_token_file]
             .into_iter()
