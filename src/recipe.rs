@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 /// The recipe compiled into the binary, used when `compile` is given none. Its paths are relative to
 /// `models/recipes/` of this source tree.
 pub const DEFAULT_RECIPE: &str = include_str!("../models/recipes/default.yaml");
+/// The embedded recipe's [`Recipe::source_name`].
+const EMBEDDED_SOURCE_NAME: &str = "embedded default recipe";
 /// Where the default recipe's relative paths point.
 pub const DEFAULT_RECIPE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/recipes");
 
@@ -223,9 +225,18 @@ impl Recipe {
     pub fn embedded_default() -> Result<Self, RecipeError> {
         Self::parse(
             DEFAULT_RECIPE,
-            "embedded default recipe",
+            EMBEDDED_SOURCE_NAME,
             Path::new(DEFAULT_RECIPE_DIR),
         )
+    }
+
+    /// The command line that compiles this recipe, for hints in error messages.
+    pub fn compile_command(&self) -> String {
+        if self.source_name == EMBEDDED_SOURCE_NAME {
+            "ocrnet-edge compile".to_string()
+        } else {
+            format!("ocrnet-edge compile {}", self.source_name)
+        }
     }
 
     /// Parses YAML text; `base` resolves relative paths.
@@ -378,6 +389,14 @@ mod tests {
             "default model {} is missing",
             r.model.display()
         );
+    }
+
+    #[test]
+    fn the_compile_hint_names_a_recipe_file_but_not_the_embedded_one() {
+        let embedded = Recipe::embedded_default().unwrap();
+        assert_eq!(embedded.compile_command(), "ocrnet-edge compile");
+        let r = parse("model: m.onnx\ninput: {name: input, shape: [1, 3, 64, 64]}\n").unwrap();
+        assert_eq!(r.compile_command(), "ocrnet-edge compile test.yaml");
     }
 
     #[test]

@@ -513,6 +513,24 @@ fn run_writes_logits_matching_onnxruntime_and_a_class_map() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bad.png"), "{}", stderr(&out));
+
+    // A tensor of the wrong element type names both types as ONNX spells them.
+    let ints = dir.path().join("ints.npy");
+    let mut t = ocrnet_edge::npy::read(&case.join("input.npy")).unwrap();
+    t.data = ocrnet_edge::tensor::Data::I64(vec![0; t.len()]);
+    ocrnet_edge::npy::write(&ints, &t).unwrap();
+    let out = ocrnet(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        ints.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'input'") && err.contains("Int64") && err.contains("declares Float"),
+        "{err}"
+    );
 }
 
 /// `bench calib` on the default recipe, with no Model Optimizer to compare against: our side is measured

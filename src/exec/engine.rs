@@ -543,7 +543,9 @@ impl Executor {
 
     /// The input's rank and every fixed dimension must match the graph's declaration.
     fn check_input(&self, name: &str, t: &Tensor) -> Result<(), ExecError> {
-        use crate::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+        use crate::onnx::proto::{
+            tensor_proto::DataType, tensor_shape_proto::dimension::Value, type_proto,
+        };
         let Some(v) = self.graph.inputs.iter().find(|v| v.name() == name) else {
             return Ok(());
         };
@@ -556,9 +558,10 @@ impl Executor {
             return Err(ExecError::Input {
                 name: name.into(),
                 reason: format!(
-                    "element type {:?}, the graph declares type {}",
+                    "element type {:?}, the graph declares {}",
                     t.dtype(),
-                    tt.elem_type()
+                    DataType::try_from(tt.elem_type())
+                        .map_or_else(|_| format!("type {}", tt.elem_type()), |d| format!("{d:?}"))
                 ),
             });
         }

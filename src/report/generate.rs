@@ -378,8 +378,8 @@ fn models(
                 return Err(ReportError::MissingArtifact {
                     path: missing.clone(),
                     hint: format!(
-                        "build the engines with `ocrnet-edge compile {}` in a TensorRT build (feature `tensorrt`)",
-                        recipe.source_name
+                        "build the engines with `{}` in a TensorRT build (feature `tensorrt`)",
+                        recipe.compile_command()
                     ),
                 });
             }
@@ -401,8 +401,8 @@ fn models(
                     return Err(ReportError::MissingArtifact {
                         path: missing.clone(),
                         hint: format!(
-                            "run `ocrnet-edge compile {}` with these precisions first",
-                            recipe.source_name
+                            "run `{}` with these precisions first",
+                            recipe.compile_command()
                         ),
                     });
                 }

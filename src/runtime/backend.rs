@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 pub enum BackendError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
+    /// The ONNX file did not load (the error names the file; boxed, it is large).
+    #[error(transparent)]
+    Load(Box<onnx::Error>),
     #[error("the '{0}' backend is not in this build (rebuild with `--features tensorrt` on a machine with TensorRT)")]
     NotBuilt(&'static str),
     #[error("inference failed: {0}")]
@@ -77,10 +80,7 @@ pub struct CpuBackend {
 
 impl CpuBackend {
     pub fn load(path: &Path, options: ExecOptions) -> Result<Self, BackendError> {
-        let model = onnx::load(path).map_err(|e| BackendError::Model {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let model = onnx::load(path).map_err(|e| BackendError::Load(Box::new(e)))?;
         Self::from_model(&model, path, options)
     }
 
