@@ -17,6 +17,12 @@ using detail::toFloat;
 
 constexpr int kThreads = 256;
 constexpr int kSlab = 32;  // key/value channels staged per step
+// Query rows each thread loads before using the first: the loads in flight per SM are what a memory-bound
+// pass runs at. At 2 blocks of 256 threads per SM (128 registers), the compiler's own unrolling issued two
+// 8-byte loads per thread (cuobjdump -sass, sm_90), 8 KiB per SM, where an H100's HBM needs roughly 20-30 KiB
+// (bandwidth x latency / SMs). Eight rows put 32 KiB in flight. It divides kSlab.
+constexpr int kRowsAhead = 8;
+static_assert(kSlab % kRowsAhead == 0, "a slab is whole groups of rows");
 
 // Two pixels per thread give two independent FMA chains per staged weight and let FP16 load/store half2;
 // past 32 regions the 2 x KB logits would spill, so one pixel.
@@ -106,18 +112,30 @@ __global__ void __launch_bounds__(kThreads)
         __syncthreads();
         if (!active) continue;
         const int rows = p.ck - c0 < kSlab ? static_cast<int>(p.ck - c0) : kSlab;
-        for (int r = 0; r < rows; ++r) {
-            float x[PPT];
-            Px::load(q + (c0 + r) * hw, px, hw, x);
+        for (int r0 = 0; r0 < rows; r0 += kRowsAhead) {
+            // All kRowsAhead loads are issued before the first FMA needs one (see kRowsAhead).
+            float x[kRowsAhead][PPT];
 #pragma unroll
-            for (int k = 0; k < KB; k += 4) {
-                const float4 kv = *reinterpret_cast<const float4*>(&sKV[r][k]);  // broadcast
+            for (int u = 0; u < kRowsAhead; ++u) {
+                if (r0 + u < rows) {
+                    Px::load(q + (c0 + r0 + u) * hw, px, hw, x[u]);
+                } else {
 #pragma unroll
-                for (int i = 0; i < PPT; ++i) {
-                    logit[i][k] = fmaf(x[i], kv.x, logit[i][k]);
-                    logit[i][k + 1] = fmaf(x[i], kv.y, logit[i][k + 1]);
-                    logit[i][k + 2] = fmaf(x[i], kv.z, logit[i][k + 2]);
-                    logit[i][k + 3] = fmaf(x[i], kv.w, logit[i][k + 3]);
+                    for (int i = 0; i < PPT; ++i) x[u][i] = 0.0f;  // the slab's padding rows are 0 too
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < kRowsAhead; ++u) {
+#pragma unroll
+                for (int k = 0; k < KB; k += 4) {
+                    const float4 kv = *reinterpret_cast<const float4*>(&sKV[r0 + u][k]);  // broadcast
+#pragma unroll
+                    for (int i = 0; i < PPT; ++i) {
+                        logit[i][k] = fmaf(x[u][i], kv.x, logit[i][k]);
+                        logit[i][k + 1] = fmaf(x[u][i], kv.y, logit[i][k + 1]);
+                        logit[i][k + 2] = fmaf(x[u][i], kv.z, logit[i][k + 2]);
+                        logit[i][k + 3] = fmaf(x[u][i], kv.w, logit[i][k + 3]);
+                    }
                 }
             }
         }

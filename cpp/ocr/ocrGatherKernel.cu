@@ -6,6 +6,13 @@
 // in shared memory and accumulates chunk sums in registers. Kernel 2 rescales every chunk to the global maximum
 // and adds them up. Bytes moved: probs once from DRAM (re-read per channel tile from L2), feats once, and the
 // partials (chunks * C * K floats) written and read once.
+//
+// Open question for the first GPU run (scripts/gpu-check.sh): the tile staging below compiles to `load; store
+// to shared` pairs, each store waiting for its load (cuobjdump -sass, sm_90, 2026-12-03), so a warp has about
+// one load in flight while staging. Loading a whole tile into registers first (or the next tile during this
+// one's FMAs) took the chunk kernel to 255 registers with 64-2400 bytes of spills at every K bound; cp.async
+// (global to shared without registers, sm_80+) is the likely way if the benchmark shows the gather
+// latency-bound.
 #include "ocrCudaCommon.cuh"
 #include "ocrGatherKernel.h"
 
