@@ -7,12 +7,12 @@
 // and adds them up. Bytes moved: probs once from DRAM (re-read per channel tile from L2), feats once, and the
 // partials (chunks * C * K floats) written and read once.
 //
-// Open question for the first GPU run (scripts/gpu-check.sh): the tile staging below compiles to `load; store
-// to shared` pairs, each store waiting for its load (cuobjdump -sass, sm_90, 2026-12-03), so a warp has about
-// one load in flight while staging. Loading a whole tile into registers first (or the next tile during this
-// one's FMAs) took the chunk kernel to 255 registers with 64-2400 bytes of spills at every K bound; cp.async
-// (global to shared without registers, sm_80+) is the likely way if the benchmark shows the gather
-// latency-bound.
+// Tile staging loads batches of clamped addresses unconditionally and stores them afterwards. Written as
+// `if (in range) load; store`, each load was issued right before the store that waited for it (cuobjdump -sass,
+// sm_90, 2026-12-03): about one load in flight per warp. Loading whole tiles into registers (or the next tile
+// during this one's FMAs) took the kernel to 255 registers with spills; batches of kStageBatch keep it at
+// 64-142. cp.async (global to shared without registers, sm_80+) is the next step if the GPU benchmark still
+// shows the gather latency-bound.
 #include "ocrCudaCommon.cuh"
 #include "ocrGatherKernel.h"
 
@@ -26,6 +26,7 @@ constexpr int kThreads = 128;        // threads per block of the chunk kernel (4
 constexpr int kTilePixels = 16;      // pixels staged in shared memory per step
 constexpr int64_t kMaxChunks = 128;  // bounds the partials to 128 * C * K floats
 constexpr int64_t kMinChunkPixels = 256;
+constexpr int kStageBatch = 8;  // feature loads per thread issued together when staging a tile
 constexpr int kCombineThreads = 256;
 
 // Channels per thread: enough register reuse of each staged weight to keep the loop FMA-bound, few enough
@@ -79,6 +80,12 @@ __global__ void __launch_bounds__(kThreads)
     // +1 column: the transposing store (lanes along pixels) would otherwise hit one bank per row.
     __shared__ float sF[kTilePixels][CT + 1];
 
+    // Staging steps per thread and tile: exact, since KB is a multiple of 8 and kThreads divides 8 * kTilePixels.
+    constexpr int kWeightSteps = KB * kTilePixels / kThreads;
+    constexpr int kFeatSteps = CT * kTilePixels / kThreads;
+    static_assert(KB * kTilePixels % kThreads == 0 && CT * kTilePixels % kThreads == 0, "whole staging steps");
+    static_assert(kWeightSteps <= kStageBatch && kFeatSteps % kStageBatch == 0, "whole staging batches");
+
     const int tid = threadIdx.x;
     const int64_t hw = p.h * p.w;
     const int64_t n = blockIdx.z;
@@ -124,17 +131,40 @@ __global__ void __launch_bounds__(kThreads)
 
     for (int64_t t0 = begin; t0 < end; t0 += kTilePixels) {
         // Weights: consecutive threads take consecutive pixels of one region row, so the loads coalesce.
-        for (int i = tid; i < KB * kTilePixels; i += kThreads) {
-            const int k = i / kTilePixels, t = i % kTilePixels;
-            const int64_t px = t0 + t;
-            float v = 0.0f;
-            if (k < K && px < end) v = expf(scale * toFloat(probsN[k * hw + px]) - sMax[k]);
-            sW[t][k] = v;
+        // Both loops load a batch from clamped addresses, then store it, zeroing what lies out of range (see
+        // the header for why not `if (in range) load`).
+        {
+            float v[kWeightSteps];
+#pragma unroll
+            for (int j = 0; j < kWeightSteps; ++j) {
+                const int i = tid + j * kThreads;
+                const int k = i / kTilePixels;
+                const int64_t px = t0 + i % kTilePixels;
+                v[j] = toFloat(probsN[(k < K ? k : K - 1) * hw + (px < end ? px : end - 1)]);
+            }
+#pragma unroll
+            for (int j = 0; j < kWeightSteps; ++j) {
+                const int i = tid + j * kThreads;
+                const int k = i / kTilePixels, t = i % kTilePixels;
+                sW[t][k] = (k < K && t0 + t < end) ? expf(scale * v[j] - sMax[k]) : 0.0f;
+            }
         }
-        for (int i = tid; i < CT * kTilePixels; i += kThreads) {
-            const int cl = i / kTilePixels, t = i % kTilePixels;
-            const int64_t c = c0 + cl, px = t0 + t;
-            sF[t][cl] = (c < p.c && px < end) ? toFloat(feats[(n * p.c + c) * hw + px]) : 0.0f;
+#pragma unroll 1
+        for (int j0 = 0; j0 < kFeatSteps; j0 += kStageBatch) {
+            float v[kStageBatch];
+#pragma unroll
+            for (int b = 0; b < kStageBatch; ++b) {
+                const int i = tid + (j0 + b) * kThreads;
+                const int64_t c = c0 + i / kTilePixels, px = t0 + i % kTilePixels;
+                const int64_t cc = c < p.c ? c : p.c - 1, pc = px < end ? px : end - 1;
+                v[b] = toFloat(feats[(n * p.c + cc) * hw + pc]);
+            }
+#pragma unroll
+            for (int b = 0; b < kStageBatch; ++b) {
+                const int i = tid + (j0 + b) * kThreads;
+                const int cl = i / kTilePixels, t = i % kTilePixels;
+                sF[t][cl] = (c0 + cl < p.c && t0 + t < end) ? v[b] : 0.0f;
+            }
         }
         __syncthreads();
 #pragma unroll 4
