@@ -68,7 +68,8 @@ pub struct CalibWorkerArgs {
 /// What the worker prints.
 #[derive(Debug, Serialize, Deserialize)]
 struct WorkerOutput {
-    /// Histogram collection (forward passes with the hook), then the calibrator on every histogram.
+    /// Histogram collection (forward passes with the hook), then the calibrator on every histogram;
+    /// not the plain forward `collect` times after them.
     seconds: f64,
     scales_seconds: f64,
     tensors: usize,
@@ -131,7 +132,9 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let table = collection.scales(method);
     let scales_seconds = t.elapsed().as_secs_f64();
-    let seconds = start.elapsed().as_secs_f64();
+    // `collect` ends with one plain forward, its own yardstick; Model Optimizer runs nothing like it, so
+    // it is not part of the time compared.
+    let seconds = start.elapsed().as_secs_f64() - collection.report.plain_forward_seconds;
     if let Some(path) = &a.scales {
         ocrnet_edge::fsutil::write_atomic(path, table.to_json().as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
