@@ -20,7 +20,8 @@ constexpr int kSlab = 32;  // key/value channels staged per step
 // Query rows each thread loads before using the first: the loads in flight per SM are what a memory-bound
 // pass runs at. At 2 blocks of 256 threads per SM (128 registers), the compiler's own unrolling issued two
 // 8-byte loads per thread (cuobjdump -sass, sm_90), 8 KiB per SM, where an H100's HBM needs roughly 20-30 KiB
-// (bandwidth x latency / SMs). Eight rows put 32 KiB in flight. It divides kSlab.
+// (bandwidth x latency / SMs). With eight rows, six loads go out before the first FMA waits (24 KiB per SM,
+// same SASS). It divides kSlab.
 constexpr int kRowsAhead = 8;
 static_assert(kSlab % kRowsAhead == 0, "a slab is whole groups of rows");
 
@@ -113,7 +114,7 @@ __global__ void __launch_bounds__(kThreads)
         if (!active) continue;
         const int rows = p.ck - c0 < kSlab ? static_cast<int>(p.ck - c0) : kSlab;
         for (int r0 = 0; r0 < rows; r0 += kRowsAhead) {
-            // All kRowsAhead loads are issued before the first FMA needs one (see kRowsAhead).
+            // The group's loads first, then its FMAs (see kRowsAhead).
             float x[kRowsAhead][PPT];
 #pragma unroll
             for (int u = 0; u < kRowsAhead; ++u) {
