@@ -1,5 +1,7 @@
 //! Convolution kernel throughput at HRNet-W48 shapes, on 1 and 2 threads: the kernel the executor
-//! runs (`conv2d`: the AVX2 micro-kernel on x86-64 with AVX2 and FMA), its portable twin through
+//! runs (`conv2d`: the AVX2 micro-kernel on x86-64 with AVX2 and FMA, Winograd F(2×2, 3×3) for
+//! 3×3 stride-1 layers, whose GFLOP/s count the direct convolution's multiply-adds; `direct` is
+//! the micro-kernel on those layers without Winograd), its portable twin through
 //! the `gemm` crate (`conv2d_portable`, what aarch64 runs), and that twin's ceiling: its GEMM calls
 //! alone on pre-built im2col tiles, i.e. the portable kernel minus im2col and bias.
 //!
@@ -11,6 +13,8 @@
 //! of the process divided by the thread count: on a shared machine the second is what the code
 //! does when it has its cores, the first what it got.
 
+#[cfg(target_arch = "x86_64")]
+use ocrnet_edge::exec::ops::{avx2, winograd};
 use ocrnet_edge::exec::ops::{
     conv2d, conv2d_portable, conv2d_with_tile, default_tile, Conv2d, Window,
 };
@@ -41,6 +45,22 @@ const SHAPES: &[Shape] = &[
         k: 3,
         h: 64,
         w: 128,
+    },
+    Shape {
+        name: "3x3 192->192 @32x64",
+        cin: 192,
+        cout: 192,
+        k: 3,
+        h: 32,
+        w: 64,
+    },
+    Shape {
+        name: "3x3 384->384 @16x32",
+        cin: 384,
+        cout: 384,
+        k: 3,
+        h: 16,
+        w: 32,
     },
     Shape {
         name: "1x1 720->512 @128x256",
@@ -281,6 +301,22 @@ fn portable(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Rate
     })
 }
 
+/// The direct AVX2 kernel (packed rows or im2col) where the executor takes the Winograd one: its
+/// figure is the yardstick of that choice. `None` where the executor runs it anyway.
+fn direct(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Option<Rate> {
+    #[cfg(target_arch = "x86_64")]
+    if winograd::applies(g) {
+        return Some(pool(threads).install(|| {
+            let t = best(|| {
+                std::hint::black_box(avx2::conv2d(g, x, w, Some(b), avx2::default_tile(g)));
+            });
+            Rate::new(g.flops(), t, threads)
+        }));
+    }
+    let _ = (g, x, w, b, threads);
+    None
+}
+
 /// The executor's kernel, at its own default tile or at `tile`.
 fn kernel(
     g: &Conv2d,
@@ -361,12 +397,13 @@ fn main() {
     }
     println!(
         "conv2d f32, batch 1, pads k/2, bias. GFLOP/s: wall (per thread-CPU-second); conv = the \
-         executor's kernel, gemm = its portable twin, ceil = the twin's GEMM calls alone, on a \
+         executor's kernel (Winograd on 3x3: direct-convolution FLOPs), direct = the AVX2 \
+         micro-kernel without Winograd, gemm = its portable twin, ceil = the twin's GEMM calls alone, on a \
          pre-built im2col tile per thread\n"
     );
     println!(
-        "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11}",
-        "shape", "conv 1T", "gemm 1T", "conv 2T", "gemm 2T", "ceil 2T"
+        "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "shape", "conv 1T", "gemm 1T", "conv 2T", "direct 2T", "gemm 2T", "ceil 2T"
     );
     let shapes: Vec<&Shape> = SHAPES
         .iter()
@@ -382,10 +419,11 @@ fn main() {
         let c1 = kernel(&g, &x, &w, &b, 1, None);
         let p1 = portable(&g, &x, &w, &b, 1);
         let c2 = kernel(&g, &x, &w, &b, 2, None);
+        let d2 = direct(&g, &x, &w, &b, 2).map_or("-".to_string(), |r| r.to_string());
         let p2 = portable(&g, &x, &w, &b, 2);
         let ceil = ceiling(&g, &x, &w, default_tile(&g), 2);
         println!(
-            "{:<24} {c1:>11} {p1:>11} {c2:>11} {p2:>11} {ceil:>11}",
+            "{:<24} {c1:>11} {p1:>11} {c2:>11} {d2:>11} {p2:>11} {ceil:>11}",
             s.name
         );
         check(&g, &x, &w);

@@ -55,14 +55,14 @@ use super::kernel::is_pointwise;
 use super::Conv2d;
 
 /// Output channels per micro-kernel call (broadcast).
-const MR: usize = 6;
+pub(super) const MR: usize = 6;
 /// Output pixels per micro-kernel call (two vectors of 8).
-const NR: usize = 16;
+pub(super) const NR: usize = 16;
 /// The most depth rows per block: a W panel is then at most 12 KiB, an A panel 32 KiB.
 const KC: usize = 512;
 
 /// Floats per 64-byte cache line, the alignment of packed buffers.
-const LINE: usize = 16;
+pub(super) const LINE: usize = 16;
 
 /// Whether this CPU runs the kernel.
 pub fn available() -> bool {
@@ -364,7 +364,7 @@ struct Cols {
 }
 
 /// The part of `buf` from its first 64-byte boundary on.
-fn aligned(buf: &mut [f32]) -> &mut [f32] {
+pub(super) fn aligned(buf: &mut [f32]) -> &mut [f32] {
     let off = buf.as_ptr().align_offset(LINE * 4).min(buf.len());
     &mut buf[off..]
 }
@@ -579,10 +579,10 @@ impl Weights {
 /// `KW` taps `step` floats apart; depth row `r·KW + t` is the 16 floats at `r·stride + t·step`.
 /// im2col panels are `KW = 1` and `stride = NR`.
 #[derive(Debug, Clone, Copy)]
-struct Walk {
-    rows: usize,
-    stride: usize,
-    step: usize,
+pub(super) struct Walk {
+    pub rows: usize,
+    pub stride: usize,
+    pub step: usize,
 }
 
 impl Walk {
@@ -651,7 +651,7 @@ unsafe fn block<const KW: usize>(
 /// As [`block`], with all `MR × NR` destinations valid.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const KW: usize>(
+pub(super) unsafe fn kernel<const KW: usize>(
     walk: Walk,
     a: *const f32,
     w: *const f32,

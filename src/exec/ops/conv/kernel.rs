@@ -78,8 +78,13 @@ impl ConvFloat for f32 {
         bias: Option<&[f32]>,
         tile: Option<usize>,
     ) -> Option<Vec<f32>> {
-        use super::avx2;
+        use super::{avx2, winograd};
         avx2::available().then(|| {
+            if winograd::applies(g) {
+                // `tile` counts output pixels; a Winograd tile is four of them.
+                let tiles = tile.map_or_else(|| winograd::default_tiles(g), |t| (t / 4).max(1));
+                return winograd::conv2d_planes(g, x, w, bias, tiles);
+            }
             let tile = tile.unwrap_or_else(|| avx2::default_tile(g));
             avx2::conv2d_planes(g, x, w, bias, tile)
         })

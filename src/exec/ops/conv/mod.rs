@@ -7,6 +7,8 @@ pub mod avx2;
 mod kernel;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+pub mod winograd;
 
 pub use kernel::{
     conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,

@@ -119,6 +119,13 @@ impl Case {
             let got = poisoned(|| conv2d_portable(&g, &x, &w, b.as_deref(), t));
             let err = rel_l2(&got, &want);
             assert!(err <= 1e-5, "{g:?}: portable, tile {t}, rel L2 {err}");
+            // The direct AVX2 kernel too, where the executor takes the Winograd one instead.
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() {
+                let got = poisoned(|| avx2::conv2d(&g, &x, &w, b.as_deref(), t));
+                let err = rel_l2(&got, &want);
+                assert!(err <= 1e-5, "{g:?}: direct AVX2, tile {t}, rel L2 {err}");
+            }
         }
     }
 }
@@ -540,4 +547,96 @@ fn row_packed_layouts_at_their_edges() {
     grouped.dilations = [2, 2];
     grouped.pads = [2, 2, 2, 2];
     grouped.check(&[9, 17, 100]);
+}
+
+/// The Winograd kernel against the loop nest, `tiles` tiles per task (and its default), from a
+/// NaN-poisoned scratch buffer and from a channel Concat's parts.
+#[cfg(target_arch = "x86_64")]
+fn check_winograd(c: &Case, relu: bool, tiles: &[usize]) -> f64 {
+    let g = Conv2d { relu, ..c.geom() };
+    let x = noise(c.x.iter().product(), 11);
+    let w = noise(c.w.iter().product(), 12);
+    let b = c.bias.then(|| noise(c.w[0], 13));
+    let mut want = direct(&g, &x, &w, b.as_deref());
+    if relu {
+        want.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    let planes = planes(&g, &x);
+    let mut worst = 0.0f64;
+    for &t in tiles.iter().chain([winograd::default_tiles(&g)].iter()) {
+        let got = poisoned(|| winograd::conv2d_planes(&g, &planes, &w, b.as_deref(), t));
+        assert_eq!(got.len(), want.len());
+        let err = rel_l2(&got, &want);
+        assert!(err <= 1e-5, "{g:?}: {t} tiles a task, rel L2 {err}");
+        worst = worst.max(err);
+    }
+    let parts = split_channels(&x, c.x, &[c.x[1] / 3, c.x[1] / 3]);
+    let layout: Vec<(&[f32], usize)> = parts.iter().map(|(v, n)| (&v[..], *n)).collect();
+    let split = planes_of_parts(&layout, c.x[0], c.x[2] * c.x[3]);
+    let from_parts = winograd::conv2d_planes(&g, &split, &w, b.as_deref(), 16);
+    let whole = winograd::conv2d_planes(&g, &planes, &w, b.as_deref(), 16);
+    assert!(
+        bits(&from_parts) == bits(&whole),
+        "{g:?}: read from concat parts"
+    );
+    worst
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn winograd_tiles_at_the_edges() {
+    if !avx2::available() {
+        return;
+    }
+    // Odd output sizes (a last tile row and column with one pixel each), tile rows that are not a
+    // multiple of 8 tiles (runs that start mid-vector), windows that reach into the padding on
+    // every side, no padding at all (a valid convolution, output smaller than the input), pads
+    // of 2 (output larger), 5 output channels (one short channel block), batch 2, no bias, and
+    // tasks of 1, 3, 8, 17 and 100 tiles, which cut tile rows anywhere.
+    let mut odd = Case::new([1, 7, 9, 13], [5, 7, 3, 3]);
+    odd.pads = [1, 1, 1, 1];
+    let mut valid = Case::new([2, 16, 10, 21], [13, 16, 3, 3]);
+    valid.bias = false;
+    let mut wide = Case::new([1, 3, 5, 40], [8, 3, 3, 3]);
+    wide.pads = [2, 2, 2, 2];
+    let mut lopsided = Case::new([1, 9, 12, 35], [7, 9, 3, 3]);
+    lopsided.pads = [0, 2, 1, 0];
+    for c in [&odd, &valid, &wide, &lopsided] {
+        for relu in [false, true] {
+            check_winograd(c, relu, &[1, 3, 8, 17, 100]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn winograd_deep_layers_and_its_rounding() {
+    if !avx2::available() {
+        return;
+    }
+    // 600 input channels are two depth blocks (the second accumulating onto the first); a
+    // 48×64 map with HRNet's 48 channels is its commonest layer. The error stays within a few
+    // times the float32 rounding of the direct sums (1e-5 is the executor's bound; 2–7e-7 was
+    // measured in numpy on 48–720 channels).
+    let mut deep = Case::new([1, 600, 6, 20], [14, 600, 3, 3]);
+    deep.pads = [1, 1, 1, 1];
+    let err = check_winograd(&deep, true, &[8, 30]);
+    assert!(err < 2e-6, "600 channels: rel L2 {err}");
+    let mut hrnet = Case::new([1, 48, 48, 64], [48, 48, 3, 3]);
+    hrnet.pads = [1, 1, 1, 1];
+    let err = check_winograd(&hrnet, false, &[64]);
+    assert!(err < 2e-6, "48 channels: rel L2 {err}");
+    // The executor routes exactly these layers here: HRNet's, not a strided, dilated, grouped or
+    // narrow one.
+    assert!(winograd::applies(&hrnet.geom()));
+    let mut strided = Case::new([1, 48, 8, 8], [48, 48, 3, 3]);
+    strided.strides = [2, 2];
+    let mut dilated = Case::new([1, 48, 8, 8], [48, 48, 3, 3]);
+    dilated.dilations = [2, 2];
+    let mut grouped = Case::new([1, 48, 8, 8], [48, 24, 3, 3]);
+    grouped.groups = 2;
+    let narrow = Case::new([1, 3, 8, 8], [48, 3, 3, 3]);
+    for c in [strided, dilated, grouped, narrow] {
+        assert!(!winograd::applies(&c.geom()), "{:?}", c.geom());
+    }
 }
