@@ -44,7 +44,8 @@
 //!   longer in one cache set): W48 forward 3.83–4.28 s against 3.71–4.37 s, and 40 MB more peak.
 //!
 //! Not available elsewhere: [`super::kernel`]'s `gemm`-crate path is the portable twin (NEON on
-//! the Jetson), and the tests run both on the same cases.
+//! the Jetson), and the tests run both on the same cases. The executor sends 3×3 stride-1 layers
+//! to [`super::winograd`] instead, which runs its products through this micro-kernel.
 
 use std::arch::x86_64::*;
 
