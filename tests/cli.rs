@@ -64,11 +64,20 @@ fn bad_model_exits_1_naming_the_file() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    // The file is named once, though both the command's context and the loader's error name it.
+    assert_eq!(err.matches("half.onnx").count(), 1, "{err}");
+    let out = ocrnet(&["run", bad.to_str().unwrap(), "--input", "x.npy"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("half.onnx").count(), 1, "{err}");
+    assert!(err.contains("not an ONNX model"), "{err}");
 
     // Each cause is said once, though the library's messages already carry their sources.
-    let out = ocrnet(&["inspect", dir.path().join("nope.onnx").to_str().unwrap()]);
+    let missing = dir.path().join("nope.onnx");
+    let out = ocrnet(&["inspect", missing.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches("nope.onnx").count(), 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 

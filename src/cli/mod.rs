@@ -289,7 +289,8 @@ pub enum BenchCommand {
 
 /// An error and its causes on one line, each cause once. The library's errors already print their
 /// source (so that `{}` alone is a whole message), which anyhow's `{:#}` would print again after them:
-/// a cause is appended only when the text so far does not already hold it.
+/// a cause is appended only when the text so far does not already hold it. A cause that starts with
+/// the file the context already names (`loading m.onnx` then `m.onnx: not an ONNX model`) drops it.
 pub fn error_message(err: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in err.chain() {
@@ -297,12 +298,21 @@ pub fn error_message(err: &anyhow::Error) -> String {
         if message.contains(&text) {
             continue;
         }
+        let text = match text.split_once(": ") {
+            Some((file, rest)) if names_file(file) && message.contains(file) => rest,
+            _ => &text,
+        };
         if !message.is_empty() {
             message.push_str(": ");
         }
-        message.push_str(&text);
+        message.push_str(text);
     }
     message
+}
+
+/// Whether the head of an error message is a file's path, not a phrase.
+fn names_file(head: &str) -> bool {
+    !head.contains(' ') && (head.contains('/') || head.contains('.'))
 }
 
 pub fn init_logging(verbose: u8, quiet: bool) {
