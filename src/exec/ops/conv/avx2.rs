@@ -371,8 +371,8 @@ pub(super) fn aligned(buf: &mut [f32]) -> &mut [f32] {
 }
 
 /// Up to 16 output pixels on one output row: `len` from pixel `first` (row `oy`, column `ox`).
-/// An interior panel is a full one whose every tap reads inside the input, 16 consecutive floats
-/// of one input row.
+/// An interior panel is a full one whose every tap reads inside the input: 16 floats of one input
+/// row, consecutive at stride 1.
 struct Panel {
     first: usize,
     len: usize,
@@ -385,9 +385,8 @@ struct Panel {
 fn panels(g: &Conv2d, p0: usize, pt: usize) -> Vec<Panel> {
     let (h, w) = (&g.h, &g.w);
     let inside_rows = |oy: usize| h.at(oy, 0) >= 0 && h.at(oy, h.kernel - 1) < h.input as isize;
-    let inside_cols = |ox: usize| {
-        w.stride == 1 && w.at(ox, 0) >= 0 && w.at(ox + NR - 1, w.kernel - 1) < w.input as isize
-    };
+    let inside_cols =
+        |ox: usize| w.at(ox, 0) >= 0 && w.at(ox + NR - 1, w.kernel - 1) < w.input as isize;
     let mut out = Vec::with_capacity(pt.div_ceil(NR) + 2);
     let mut p = p0;
     while p < p0 + pt {
@@ -434,7 +433,16 @@ unsafe fn pack(
             let iy = h.at(panel.oy, ky);
             if panel.interior {
                 let at = iy as usize * w.input + w.at(panel.ox, kx) as usize;
-                *out = src[at..at + NR].try_into().expect("NR");
+                if w.stride == 1 {
+                    *out = src[at..at + NR].try_into().expect("NR");
+                } else {
+                    // Strided (HRNet's stride-2 layers): every tap inside the row, so no checks;
+                    // element by element with them these panels took a third of the packing.
+                    let run = &src[at..at + (NR - 1) * w.stride + 1];
+                    for (j, v) in out.iter_mut().enumerate() {
+                        *v = run[j * w.stride];
+                    }
+                }
                 continue;
             }
             if !(0..h.input as isize).contains(&iy) {

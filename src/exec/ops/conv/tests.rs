@@ -486,6 +486,25 @@ fn deep_wide_layers_with_relu() {
 }
 
 #[test]
+fn strided_panels_read_inside_the_row() {
+    // Output rows of 40 pixels at stride 2: the middle panel of 16 reads only inside the input
+    // (packed without bounds checks), the first reaches into the left pad, the last is short.
+    // Also stride 3 with a dilated tap, and 2×2 kernels whose taps stop short of the pad.
+    let mut s2 = Case::new([1, 8, 9, 80], [5, 8, 3, 3]);
+    s2.strides = [2, 2];
+    s2.pads = [1, 1, 1, 1];
+    s2.check(&[16, 40, 100]);
+    let mut s3 = Case::new([2, 4, 7, 110], [3, 4, 3, 3]);
+    s3.strides = [1, 3];
+    s3.dilations = [1, 2];
+    s3.pads = [1, 2, 1, 2];
+    s3.check(&[20, 37]);
+    let mut k2 = Case::new([1, 6, 6, 66], [4, 6, 2, 2]);
+    k2.strides = [2, 2];
+    k2.check(&[33]);
+}
+
+#[test]
 fn a_recycled_output_buffer_is_overwritten() {
     // Inside a run the output may be a freed buffer of the same size, full of old values.
     let mut c = Case::new([1, 16, 64, 70], [16, 16, 3, 3]);
