@@ -4,13 +4,14 @@
 //! tile of output pixels); what changes is the product inside a tile.
 //!
 //! Two packings ([`Packing`]), one micro-kernel that walks either:
-//! - **Rows**, for stride 1 along the width with 1 or 3 taps across (every 3×3 stride-1 layer
-//!   of HRNet): per segment of the tile on one output row, the input rows its taps read,
+//! - **Rows**, for stride 1 along the width with 1 or 3 taps across (the 3×3 stride-1 layers
+//!   that [`super::winograd`] does not take: dilated, grouped or narrow): per segment of the tile on one output row, the input rows its taps read,
 //!   `[channel][ky][row]`; tap (ky, kx) of pixel j is element `j + kx·dilation` of row ky. A 3×3
 //!   layer packs a third of what im2col copies: on W48 its 48/96/192-channel layers went from
 //!   92–115 to 107–129 GFLOP/s (2 threads, alternating runs).
 //! - **im2col** panels of 16 output pixels, `[panel][depth][16]`, for the rest (pointwise and
-//!   strided layers): an interior panel's depth row is one 64-byte copy.
+//!   strided layers): an interior panel's depth row is one 64-byte copy at stride 1, an unchecked
+//!   gather at stride 2.
 //!
 //! The weights are packed once per call, in depth blocks of at most [`KC`] rows (whole input
 //! channels for row packing):
@@ -436,8 +437,8 @@ unsafe fn pack(
                 if w.stride == 1 {
                     *out = src[at..at + NR].try_into().expect("NR");
                 } else {
-                    // Strided (HRNet's stride-2 layers): every tap inside the row, so no checks;
-                    // element by element with them these panels took a third of the packing.
+                    // Strided (HRNet's stride-2 layers): every tap is inside the row, so no
+                    // checks; with a check per tap, these panels were a third of the packing.
                     let run = &src[at..at + (NR - 1) * w.stride + 1];
                     for (j, v) in out.iter_mut().enumerate() {
                         *v = run[j * w.stride];

@@ -111,7 +111,8 @@ pub fn conv2d_planes<T: ConvFloat>(g: &Conv2d, x: &[&[T]], w: &[T], bias: Option
 }
 
 /// [`conv2d`] with `tile` output pixels per task: the packed AVX2 kernel where the CPU has one
-/// (f32 on x86-64), the `gemm` crate's otherwise.
+/// (f32 on x86-64; Winograd with `tile / 4` 2×2 tiles a task on the 3×3 stride-1 layers it
+/// takes), the `gemm` crate's otherwise.
 ///
 /// # Panics
 /// When a slice is shorter than `g` says.
