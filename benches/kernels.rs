@@ -14,9 +14,10 @@
 //! does when it has its cores, the first what it got.
 
 #[cfg(target_arch = "x86_64")]
-use ocrnet_edge::exec::ops::{avx2, winograd};
+use ocrnet_edge::exec::ops::avx2;
+use ocrnet_edge::exec::ops::winograd;
 use ocrnet_edge::exec::ops::{
-    conv2d, conv2d_portable, conv2d_with_tile, default_tile, Conv2d, Window,
+    conv2d, conv2d_portable, conv2d_with_tile, default_tile, planes, Conv2d, Window,
 };
 use std::time::{Duration, Instant};
 
@@ -305,7 +306,7 @@ fn portable(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Rate
 /// figure is the yardstick of that choice. `None` where the executor runs it anyway.
 fn direct(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Option<Rate> {
     #[cfg(target_arch = "x86_64")]
-    if winograd::applies(g) {
+    if winograd::applies(g) && avx2::available() {
         return Some(pool(threads).install(|| {
             let t = best(|| {
                 std::hint::black_box(avx2::conv2d(g, x, w, Some(b), avx2::default_tile(g)));
@@ -315,6 +316,26 @@ fn direct(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Option
     }
     let _ = (g, x, w, b, threads);
     None
+}
+
+/// Winograd through the `gemm` crate (what aarch64 runs on these layers), next to the crate's
+/// direct twin.
+fn portable_winograd(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize) -> Option<Rate> {
+    winograd::applies(g).then(|| {
+        pool(threads).install(|| {
+            let planes = planes(g, x);
+            let t = best(|| {
+                std::hint::black_box(winograd::portable(
+                    g,
+                    &planes,
+                    w,
+                    Some(b),
+                    winograd::default_tiles(g),
+                ));
+            });
+            Rate::new(g.flops(), t, threads)
+        })
+    })
 }
 
 /// The executor's kernel, at its own default tile or at `tile`.
@@ -398,12 +419,13 @@ fn main() {
     println!(
         "conv2d f32, batch 1, pads k/2, bias. GFLOP/s: wall (per thread-CPU-second); conv = the \
          executor's kernel (Winograd on 3x3: direct-convolution FLOPs), direct = the AVX2 \
-         micro-kernel without Winograd, gemm = its portable twin, ceil = the twin's GEMM calls alone, on a \
+         micro-kernel without Winograd, gemm = its portable twin, wgemm = Winograd through the gemm crate \
+         (what aarch64 runs on 3x3 stride-1 layers), ceil = the twin's GEMM calls alone, on a \
          pre-built im2col tile per thread\n"
     );
     println!(
-        "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
-        "shape", "conv 1T", "gemm 1T", "conv 2T", "direct 2T", "gemm 2T", "ceil 2T"
+        "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "shape", "conv 1T", "gemm 1T", "conv 2T", "direct 2T", "gemm 2T", "wgemm 2T", "ceil 2T"
     );
     let shapes: Vec<&Shape> = SHAPES
         .iter()
@@ -421,9 +443,10 @@ fn main() {
         let c2 = kernel(&g, &x, &w, &b, 2, None);
         let d2 = direct(&g, &x, &w, &b, 2).map_or("-".to_string(), |r| r.to_string());
         let p2 = portable(&g, &x, &w, &b, 2);
+        let wp2 = portable_winograd(&g, &x, &w, &b, 2).map_or("-".to_string(), |r| r.to_string());
         let ceil = ceiling(&g, &x, &w, default_tile(&g), 2);
         println!(
-            "{:<24} {c1:>11} {p1:>11} {c2:>11} {d2:>11} {p2:>11} {ceil:>11}",
+            "{:<24} {c1:>11} {p1:>11} {c2:>11} {d2:>11} {p2:>11} {wp2:>11} {ceil:>11}",
             s.name
         );
         check(&g, &x, &w);

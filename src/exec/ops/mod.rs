@@ -35,7 +35,6 @@ pub use blas::Float;
 pub use broadcast::broadcast_shapes;
 #[cfg(target_arch = "x86_64")]
 pub use conv::avx2;
-#[cfg(target_arch = "x86_64")]
 pub use conv::winograd;
 pub use conv::{
     conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,

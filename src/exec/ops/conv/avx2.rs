@@ -46,7 +46,7 @@
 //!
 //! Not available elsewhere: [`super::kernel`]'s `gemm`-crate path is the portable twin (NEON on
 //! the Jetson), and the tests run both on the same cases. The executor sends 3×3 stride-1 layers
-//! to [`super::winograd`] instead, which runs its products through this micro-kernel.
+//! to [`super::winograd::avx2`] instead, which runs its products through this micro-kernel.
 
 use std::arch::x86_64::*;
 

@@ -70,7 +70,6 @@ impl ConvFloat for f32 {
         crate::exec::recycle::f32_buffer(len)
     }
 
-    #[cfg(target_arch = "x86_64")]
     fn fast_conv(
         g: &Conv2d,
         x: &[&[f32]],
@@ -78,16 +77,19 @@ impl ConvFloat for f32 {
         bias: Option<&[f32]>,
         tile: Option<usize>,
     ) -> Option<Vec<f32>> {
-        use super::{avx2, winograd};
-        avx2::available().then(|| {
+        use super::winograd;
+        // `tile` counts output pixels; a Winograd tile is four of them.
+        let tiles = || tile.map_or_else(|| winograd::default_tiles(g), |t| (t / 4).max(1));
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2::available() {
             if winograd::applies(g) {
-                // `tile` counts output pixels; a Winograd tile is four of them.
-                let tiles = tile.map_or_else(|| winograd::default_tiles(g), |t| (t / 4).max(1));
-                return winograd::conv2d_planes(g, x, w, bias, tiles);
+                return Some(winograd::avx2::conv2d_planes(g, x, w, bias, tiles()));
             }
-            let tile = tile.unwrap_or_else(|| avx2::default_tile(g));
-            avx2::conv2d_planes(g, x, w, bias, tile)
-        })
+            let tile = tile.unwrap_or_else(|| super::avx2::default_tile(g));
+            return Some(super::avx2::conv2d_planes(g, x, w, bias, tile));
+        }
+        // Elsewhere (aarch64: the Jetson's CPU fallback) Winograd through the `gemm` crate.
+        winograd::applies(g).then(|| winograd::portable(g, x, w, bias, tiles()))
     }
 }
 
@@ -111,8 +113,8 @@ pub fn conv2d_planes<T: ConvFloat>(g: &Conv2d, x: &[&[T]], w: &[T], bias: Option
 }
 
 /// [`conv2d`] with `tile` output pixels per task: the packed AVX2 kernel where the CPU has one
-/// (f32 on x86-64; Winograd with `tile / 4` 2×2 tiles a task on the 3×3 stride-1 layers it
-/// takes), the `gemm` crate's otherwise.
+/// (f32 on x86-64), the `gemm` crate's otherwise; for f32, the 3×3 stride-1 layers Winograd
+/// takes run there, with `tile / 4` 2×2 tiles a task.
 ///
 /// # Panics
 /// When a slice is shorter than `g` says.

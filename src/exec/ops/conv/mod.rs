@@ -1,14 +1,13 @@
 //! Conv: 1-D and 2-D convolution with groups, strides, dilations, pads and auto_pad, as an
-//! im2col + GEMM over pixel tiles ([`kernel`]; [`avx2`] on x86-64, where 3×3 stride-1 layers
-//! run as Winograd F(2×2, 3×3), [`winograd`]). f32 and f64 compute natively, f16 and bf16 in
-//! f32.
+//! im2col + GEMM over pixel tiles ([`kernel`]; [`avx2`] on x86-64), and for float32 3×3
+//! stride-1 layers as Winograd F(2×2, 3×3) ([`winograd`]). f32 and f64 compute natively, f16
+//! and bf16 in f32.
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 mod kernel;
 #[cfg(test)]
 mod tests;
-#[cfg(target_arch = "x86_64")]
 pub mod winograd;
 
 pub use kernel::{

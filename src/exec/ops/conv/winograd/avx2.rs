@@ -1,20 +1,5 @@
-//! Winograd F(2×2, 3×3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-//! 2016) for 3×3 convolutions with stride 1 and no dilation, on x86-64 with AVX2 and FMA: each
-//! 2×2 tile of output pixels is 16 products of a 4×4 transformed input tile and 4×4 transformed
-//! weights, summed over input channels, instead of 36 multiply-adds per channel. Those 3×3 layers
-//! were 68% of a W48 forward with the direct kernel, which ran them near the FMA units' peak.
-//!
-//! ```text
-//! U[ξ][m][c] = (G · w[m][c] · Gᵀ)[ξ]        once per call, as 6-row panels of the micro-kernel
-//! V[ξ][c][t] = (Bᵀ · d[c][t] · B)[ξ]        per task: d = the tile's 4×4 input window
-//! M[ξ][m][t] = Σ_c U[ξ][m][c] · V[ξ][c][t]  16 GEMMs through avx2's 6×16 micro-kernel
-//! y[m][t]    = Aᵀ · M[·][m][t] · A + bias    per task, Relu'd when the layer has one
-//! ```
-//!
-//! Numbers: the transforms use only ±1 and ½, so the error stays within about twice the direct
-//! kernel's (relative L2 2–7e-7 against 1–3e-7 on 48–720 channels, against float64). F(4×4, 3×3)
-//! would do 4× fewer multiplications instead of 2.25×, but its ¼, ⅙ and 1/24 coefficients give
-//! 1–4e-6 a layer, which HRNet's depth compounds towards the 1e-5 the executor is held to.
+//! Winograd F(2×2, 3×3) on x86-64 with AVX2 and FMA: the 16 GEMMs through the direct kernel's
+//! 6×16 micro-kernel ([`super::super::avx2`]), the transforms in AVX2 adds.
 //!
 //! A task is a run of tiles in raster order of one image; its transformed input (all channels)
 //! and products stay in its thread's scratch while the 16 GEMMs walk them, each weight panel
@@ -22,47 +7,14 @@
 
 use std::arch::x86_64::*;
 
-use super::super::blas::with_scratch;
-use super::super::par;
-use super::avx2::{self, aligned, Walk, LINE, MR, NR};
-use super::Conv2d;
+use super::super::super::blas::with_scratch;
+use super::super::super::par;
+use super::super::avx2::{self as packed, aligned, Walk, LINE, MR, NR};
+use super::super::Conv2d;
+use super::{fits, weight_transform, XI};
 
-/// Transform points: a 4×4 input window per 2×2 output tile.
-const XI: usize = 16;
 /// Input channels per depth block: a weight panel is then at most 12 KiB, in L1.
 const KC: usize = 512;
-/// Fewer channels than this on either side leave too little product to pay for the transforms.
-const MIN_CHANNELS: usize = 16;
-/// Tiles per task, at most: 512 output pixels, as the direct kernel's widest tile and for the
-/// same reason (each task reads all the weights once).
-const TASK_TILES: usize = 128;
-
-/// Whether the executor computes `g` this way: a 3×3 window with unit strides and dilations,
-/// no groups and enough channels.
-pub fn applies(g: &Conv2d) -> bool {
-    fits(g) && g.in_channels >= MIN_CHANNELS && g.out_channels >= MIN_CHANNELS
-}
-
-/// The geometry this kernel computes at all.
-fn fits(g: &Conv2d) -> bool {
-    g.groups == 1
-        && [g.h, g.w]
-            .iter()
-            .all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1)
-}
-
-/// Tiles per task for `g`: [`TASK_TILES`], halved while the pool would get fewer than 4 tasks a
-/// thread.
-pub fn default_tiles(g: &Conv2d) -> usize {
-    let tiles = g.h.output.div_ceil(2) * g.w.output.div_ceil(2);
-    let want = 4 * rayon::current_num_threads();
-    let mut per = TASK_TILES;
-    while per > NR && g.batch * tiles.div_ceil(per) < want {
-        per /= 2;
-    }
-    per.min(tiles.max(1))
-}
-
 /// Y = conv(X, W) + B over the input's channel planes (as [`super::conv2d_planes`] takes them),
 /// `tiles_per_task` 2×2 output tiles per task.
 ///
@@ -76,7 +28,10 @@ pub fn conv2d_planes(
     bias: Option<&[f32]>,
     tiles_per_task: usize,
 ) -> Vec<f32> {
-    assert!(avx2::available(), "the Winograd kernel needs AVX2 and FMA");
+    assert!(
+        packed::available(),
+        "the Winograd kernel needs AVX2 and FMA"
+    );
     assert!(
         fits(g),
         "Winograd F(2x2, 3x3) needs a 3x3 stride-1 window: {g:?}"
@@ -163,25 +118,6 @@ impl Transformed {
     }
 }
 
-/// G·k·Gᵀ for a 3×3 kernel `k` (row-major), in float64 (then rounded once): the 4×4 result
-/// row-major, point ξ = 4·row + column.
-fn weight_transform(k: &[f32; 9]) -> [f32; XI] {
-    // G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1] applied to three values.
-    let g = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-    let col = |j: usize| g(k[j] as f64, k[3 + j] as f64, k[6 + j] as f64);
-    let cols = [col(0), col(1), col(2)];
-    let mut u = [0.0f32; XI];
-    for (row, out) in u.chunks_exact_mut(4).enumerate() {
-        for (v, o) in g(cols[0][row], cols[1][row], cols[2][row])
-            .into_iter()
-            .zip(out)
-        {
-            *o = v as f32;
-        }
-    }
-    u
-}
-
 struct Job<'a> {
     g: &'a Conv2d,
     /// The input's channel planes, image-major.
@@ -235,7 +171,7 @@ impl Job<'_> {
                             // of NR floats (panel p's channels of this block), `wp` its weights,
                             // and `dst` is a whole MR × NR block of this task's scratch.
                             unsafe {
-                                avx2::kernel::<1>(
+                                packed::kernel::<1>(
                                     walk,
                                     a[..walk.rows * NR].as_ptr(),
                                     wp.as_ptr(),
