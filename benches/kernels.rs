@@ -17,7 +17,7 @@
 use ocrnet_edge::exec::ops::avx2;
 use ocrnet_edge::exec::ops::winograd;
 use ocrnet_edge::exec::ops::{
-    conv2d, conv2d_portable, conv2d_with_tile, default_tile, planes, Conv2d, Window,
+    conv2d, conv2d_portable, conv2d_with_tile, default_tile, f32_kernels, planes, Conv2d, Window,
 };
 use std::time::{Duration, Instant};
 
@@ -330,7 +330,7 @@ fn portable_winograd(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], threads: usize
                     &planes,
                     w,
                     Some(b),
-                    winograd::default_tiles(g),
+                    winograd::portable_tiles(g),
                 ));
             });
             Rate::new(g.flops(), t, threads)
@@ -418,10 +418,11 @@ fn main() {
     }
     println!(
         "conv2d f32, batch 1, pads k/2, bias. GFLOP/s: wall (per thread-CPU-second); conv = the \
-         executor's kernel (Winograd on 3x3: direct-convolution FLOPs), direct = the AVX2 \
+         executor's kernel ({}: OCRNET_CONV_KERNELS; Winograd on 3x3: direct-convolution FLOPs), direct = the AVX2 \
          micro-kernel without Winograd, gemm = its portable twin, wgemm = Winograd through the gemm crate \
          (what aarch64 runs on 3x3 stride-1 layers), ceil = the twin's GEMM calls alone, on a \
-         pre-built im2col tile per thread\n"
+         pre-built im2col tile per thread\n",
+        f32_kernels().name()
     );
     println!(
         "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",

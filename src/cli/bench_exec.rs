@@ -228,6 +228,7 @@ pub fn bench(
             "input_shape": dims,
             "threads": threads,
             "runs": runs,
+            "conv_kernels": ocrnet_edge::exec::ops::f32_kernels().name(),
             "gflop": flops / 1e9,
             "ocrnet_edge": {"median_seconds": ours, "gflops": flops / 1e9 / ours, "peak_rss_bytes": ours_run.peak_rss_bytes},
             "onnxruntime": peer.as_ref().ok().map(|(s, rss)| serde_json::json!({"median_seconds": s, "gflops": flops / 1e9 / s, "peak_rss_bytes": rss})),
@@ -238,10 +239,12 @@ pub fn bench(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} input [{dims_text}], {} thread(s), median of {runs} runs after one warm-up; {:.1} GFLOP per forward",
+        "{} input [{dims_text}], {} thread(s), median of {runs} runs after one warm-up; {:.1} GFLOP per forward; \
+         float32 conv kernels: {} (OCRNET_CONV_KERNELS)",
         model_path.display(),
         threads,
-        flops / 1e9
+        flops / 1e9,
+        ocrnet_edge::exec::ops::f32_kernels().name()
     );
     println!(
         "{:<14} {:>10} {:>9} {:>12}",

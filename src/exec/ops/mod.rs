@@ -37,8 +37,8 @@ pub use broadcast::broadcast_shapes;
 pub use conv::avx2;
 pub use conv::winograd;
 pub use conv::{
-    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,
-    planes_of_parts, ConcatConvError, Conv2d, ConvFloat,
+    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, f32_kernels, planes,
+    planes_of_parts, ConcatConvError, Conv2d, ConvFloat, F32Kernels,
 };
 pub use elem::{Elem, Num};
 pub use fastpath::{add_in_place, relu_in_place};

@@ -38,14 +38,16 @@
 //! Tried on the Zen 4 machine (2 threads, alternating runs) and not kept:
 //! - The same block as 6 zmm rows of 16 (AVX-512), or 6 × 32 over two panels: within the noise of
 //!   this kernel (Zen 4 splits a 512-bit FMA in two, so the peak is the same). On a CPU with two
-//!   512-bit FMA units it would be worth having; none was at hand to measure it.
+//!   512-bit FMA units (Emerald Rapids, 2026-12-03) the `gemm` crate's AVX-512 kernels took W48
+//!   from 4.1–4.5 s to 2.9–3.3 s, so [`super::f32_kernels`] sends every AVX-512 CPU there and
+//!   this kernel serves AVX2-only ones.
 //! - Skipping the packing altogether (wrong numbers, to bound what packing costs): 3×3 layers 5–15%
 //!   faster in the kernel bench. Packing the whole input once per call, `[image][row][channel]`,
 //!   instead of per tile (each input row copied once instead of three times, and a tile's rows no
 //!   longer in one cache set): W48 forward 3.83–4.28 s against 3.71–4.37 s, and 40 MB more peak.
 //!
 //! Not available elsewhere: [`super::kernel`]'s `gemm`-crate path is the portable twin (NEON on
-//! the Jetson), and the tests run both on the same cases. The executor sends 3×3 stride-1 layers
+//! the Jetson, AVX-512 where the CPU has it), and the tests run both on the same cases. The executor sends 3×3 stride-1 layers
 //! to [`super::winograd::avx2`] instead, which runs its products through this micro-kernel.
 
 use std::arch::x86_64::*;

@@ -79,18 +79,108 @@ impl ConvFloat for f32 {
     ) -> Option<Vec<f32>> {
         use super::winograd;
         // `tile` counts output pixels; a Winograd tile is four of them.
-        let tiles = || tile.map_or_else(|| winograd::default_tiles(g), |t| (t / 4).max(1));
+        let tiles =
+            |default: fn(&Conv2d) -> usize| tile.map_or_else(|| default(g), |t| (t / 4).max(1));
         #[cfg(target_arch = "x86_64")]
-        if super::avx2::available() {
+        if f32_kernels() == F32Kernels::Avx2 {
             if winograd::applies(g) {
-                return Some(winograd::avx2::conv2d_planes(g, x, w, bias, tiles()));
+                let tiles = tiles(winograd::default_tiles);
+                return Some(winograd::avx2::conv2d_planes(g, x, w, bias, tiles));
             }
             let tile = tile.unwrap_or_else(|| super::avx2::default_tile(g));
             return Some(super::avx2::conv2d_planes(g, x, w, bias, tile));
         }
-        // Elsewhere (aarch64: the Jetson's CPU fallback) Winograd through the `gemm` crate.
-        winograd::applies(g).then(|| winograd::portable(g, x, w, bias, tiles()))
+        winograd::applies(g)
+            .then(|| winograd::portable(g, x, w, bias, tiles(winograd::portable_tiles)))
     }
+}
+
+/// The kernels that run float32 convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum F32Kernels {
+    /// The packed AVX2 micro-kernel ([`super::avx2`], [`super::winograd::avx2`]).
+    Avx2,
+    /// The `gemm` crate, with the 3×3 stride-1 layers as [`super::winograd::portable`]: its
+    /// AVX-512 kernels on x86-64 CPUs that have them, NEON on aarch64.
+    Gemm,
+}
+
+impl F32Kernels {
+    /// The name `OCRNET_CONV_KERNELS` takes and the benches print.
+    pub fn name(self) -> &'static str {
+        match self {
+            F32Kernels::Avx2 => "avx2",
+            F32Kernels::Gemm => "gemm",
+        }
+    }
+}
+
+/// Which kernels run float32 convolutions on this CPU: `OCRNET_CONV_KERNELS=avx2|gemm` where set
+/// (avx2 only where the CPU has AVX2 and FMA), otherwise the AVX2 ones on x86-64 CPUs with AVX2
+/// and FMA but no AVX-512F, the `gemm` crate's everywhere else.
+///
+/// Why AVX-512 goes to the crate: on a CPU with two 512-bit FMA units (Xeon, Emerald Rapids, 2
+/// threads, `cargo bench --bench kernels`) the crate runs HRNet's pointwise layers at 1.1–2× our
+/// AVX2 kernel and Winograd through it the 3×3 720→512 head layer at 2.3×; on Zen 4, which splits
+/// a 512-bit FMA in two, the crate was 6–35% ahead on pointwise layers and level or ahead on
+/// Winograd layers.
+pub fn f32_kernels() -> F32Kernels {
+    static KERNELS: std::sync::OnceLock<F32Kernels> = std::sync::OnceLock::new();
+    *KERNELS.get_or_init(|| {
+        let env = std::env::var("OCRNET_CONV_KERNELS").ok();
+        let (kernels, note) = choose_kernels(has_avx2(), has_avx512(), env.as_deref());
+        if let Some(note) = note {
+            log::warn!("{note}");
+        }
+        kernels
+    })
+}
+
+/// [`f32_kernels`]'s rule, and a warning when the override names nothing this CPU runs.
+pub(super) fn choose_kernels(
+    has_avx2: bool,
+    has_avx512: bool,
+    env: Option<&str>,
+) -> (F32Kernels, Option<String>) {
+    let auto = if has_avx2 && !has_avx512 {
+        F32Kernels::Avx2
+    } else {
+        F32Kernels::Gemm
+    };
+    match env.map(str::trim) {
+        None | Some("") => (auto, None),
+        Some("gemm") => (F32Kernels::Gemm, None),
+        Some("avx2") if has_avx2 => (F32Kernels::Avx2, None),
+        Some(other) => {
+            let why = if other == "avx2" {
+                "this CPU has no AVX2 and FMA"
+            } else {
+                "expected avx2 or gemm"
+            };
+            let note = format!("OCRNET_CONV_KERNELS={other}: {why}; using {auto:?}");
+            (auto, Some(note))
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    super::avx2::available()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
 }
 
 /// Y = conv(X, W) + B for NCHW `x`, `[M][C/g][kh][kw]` `w` and `[M]` `bias`.
@@ -112,9 +202,9 @@ pub fn conv2d_planes<T: ConvFloat>(g: &Conv2d, x: &[&[T]], w: &[T], bias: Option
     portable(g, x, w, bias, default_tile(g))
 }
 
-/// [`conv2d`] with `tile` output pixels per task: the packed AVX2 kernel where the CPU has one
-/// (f32 on x86-64), the `gemm` crate's otherwise; for f32, the 3×3 stride-1 layers Winograd
-/// takes run there, with `tile / 4` 2×2 tiles a task.
+/// [`conv2d`] with `tile` output pixels per task, through the kernels [`f32_kernels`] names for
+/// f32 (the `gemm` crate's for other types); for f32, the 3×3 stride-1 layers Winograd takes run
+/// as Winograd, with `tile / 4` 2×2 tiles a task.
 ///
 /// # Panics
 /// When a slice is shorter than `g` says.

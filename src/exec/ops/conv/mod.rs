@@ -1,5 +1,6 @@
 //! Conv: 1-D and 2-D convolution with groups, strides, dilations, pads and auto_pad, as an
-//! im2col + GEMM over pixel tiles ([`kernel`]; [`avx2`] on x86-64), and for float32 3×3
+//! im2col + GEMM over pixel tiles ([`kernel`]; [`avx2`] on x86-64 CPUs without AVX-512, see
+//! [`f32_kernels`]), and for float32 3×3
 //! stride-1 layers as Winograd F(2×2, 3×3) ([`winograd`]). f32 and f64 compute natively, f16
 //! and bf16 in f32.
 
@@ -11,8 +12,8 @@ mod tests;
 pub mod winograd;
 
 pub use kernel::{
-    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, planes,
-    planes_of_parts, ConvFloat,
+    conv2d, conv2d_planes, conv2d_portable, conv2d_with_tile, default_tile, f32_kernels, planes,
+    planes_of_parts, ConvFloat, F32Kernels,
 };
 
 use super::blas::Float;

@@ -673,3 +673,26 @@ fn winograd_deep_layers_and_its_rounding() {
         assert!(!winograd::applies(&c.geom()), "{:?}", c.geom());
     }
 }
+
+#[test]
+fn f32_kernel_choice() {
+    use super::kernel::choose_kernels;
+    use F32Kernels::{Avx2, Gemm};
+    // AVX2 without AVX-512 keeps the micro-kernel; AVX-512 and non-x86 CPUs take the crate.
+    assert_eq!(choose_kernels(true, false, None), (Avx2, None));
+    assert_eq!(choose_kernels(true, true, None), (Gemm, None));
+    assert_eq!(choose_kernels(false, false, None), (Gemm, None));
+    // The override, both ways, and an empty one is no override.
+    assert_eq!(choose_kernels(true, true, Some("avx2")), (Avx2, None));
+    assert_eq!(choose_kernels(true, false, Some(" gemm ")), (Gemm, None));
+    assert_eq!(choose_kernels(true, false, Some("")), (Avx2, None));
+    // What the CPU cannot run, or a typo, falls back to the automatic choice and says why.
+    let (k, note) = choose_kernels(false, false, Some("avx2"));
+    assert_eq!(k, Gemm);
+    assert!(note.unwrap().contains("no AVX2"));
+    let (k, note) = choose_kernels(true, true, Some("avx512"));
+    assert_eq!(k, Gemm);
+    assert!(note
+        .unwrap()
+        .contains("OCRNET_CONV_KERNELS=avx512: expected avx2 or gemm"));
+}

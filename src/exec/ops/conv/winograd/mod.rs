@@ -49,13 +49,27 @@ fn fits(g: &Conv2d) -> bool {
             .all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1)
 }
 
-/// Tiles per task for `g`: [`TASK_TILES`], halved while the pool would get fewer than 4 tasks a
-/// thread.
+/// Tiles per task for `g` in [`avx2`]: [`TASK_TILES`], halved while the pool would get fewer
+/// than 4 tasks a thread.
 pub fn default_tiles(g: &Conv2d) -> usize {
+    split(g, 4, 16)
+}
+
+/// Tiles per task for `g` in [`portable`]: as [`default_tiles`], but 2 tasks a thread and never
+/// under 32 tiles. The `gemm` crate reads all of U per call, so a narrow product is its weights'
+/// bandwidth: 3×3 384→384 at 16×32 (128 tiles), 2 threads, GFLOP/s per CPU-second at 16 / 32 /
+/// 64 / 128 tiles a task: 177 / 284 / 281 / 280 (`cargo bench --bench kernels`, wgemm column).
+pub fn portable_tiles(g: &Conv2d) -> usize {
+    split(g, 2, 32)
+}
+
+/// [`TASK_TILES`] tiles a task, halved (not under `floor`) while the pool would get fewer than
+/// `per_thread` tasks a thread.
+fn split(g: &Conv2d, per_thread: usize, floor: usize) -> usize {
     let tiles = g.h.output.div_ceil(2) * g.w.output.div_ceil(2);
-    let want = 4 * rayon::current_num_threads();
+    let want = per_thread * rayon::current_num_threads();
     let mut per = TASK_TILES;
-    while per > 16 && g.batch * tiles.div_ceil(per) < want {
+    while per > floor && g.batch * tiles.div_ceil(per) < want {
         per /= 2;
     }
     per.min(tiles.max(1))
