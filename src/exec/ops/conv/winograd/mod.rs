@@ -11,9 +11,10 @@
 //! y[m][t]    = Aᵀ · M[·][m][t] · A + bias    per task, Relu'd when the layer has one
 //! ```
 //!
-//! Two implementations of the same plan: [`avx2`] (x86-64 with AVX2 and FMA: the direct kernel's
-//! micro-kernel, AVX2 transforms) and [`portable`] (everywhere else, i.e. the Jetson's CPU
-//! fallback: the `gemm` crate, transforms in plain loops the compiler vectorises).
+//! Two implementations of the same plan, one per route of [`super::f32_kernels`]: [`avx2`] (x86-64
+//! with AVX2 and FMA but no AVX-512: the direct kernel's micro-kernel, AVX2 transforms) and
+//! [`portable`] (the Jetson's CPU fallback and AVX-512 CPUs: the `gemm` crate, transforms in plain
+//! loops the compiler vectorises).
 //!
 //! Numbers: the transforms use only ±1 and ½, so the error stays within about twice the direct
 //! kernel's (relative L2 2–7e-7 against 1–3e-7 on 48–720 channels, against float64). F(4×4, 3×3)
