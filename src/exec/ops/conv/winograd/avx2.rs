@@ -11,7 +11,7 @@ use super::super::super::blas::with_scratch;
 use super::super::super::par;
 use super::super::avx2::{self as packed, aligned, Walk, LINE, MR, NR};
 use super::super::Conv2d;
-use super::{fits, weight_transform, XI};
+use super::{check_args, weight_transform, XI};
 
 /// Input channels per depth block: a weight panel is then at most 12 KiB, in L1.
 const KC: usize = 512;
@@ -32,19 +32,9 @@ pub fn conv2d_planes(
         packed::available(),
         "the Winograd kernel needs AVX2 and FMA"
     );
-    assert!(
-        fits(g),
-        "Winograd F(2x2, 3x3) needs a 3x3 stride-1 window: {g:?}"
-    );
+    check_args(g, x, w, bias);
     let [n, m, oh, ow] = g.output_shape();
     let c = g.in_channels;
-    let plane = g.h.input * g.w.input;
-    assert!(
-        x.len() >= n * c && x.iter().all(|p| p.len() >= plane),
-        "input too short"
-    );
-    assert!(w.len() >= m * c * 9, "weights too short");
-    assert!(bias.is_none_or(|b| b.len() >= m), "bias too short");
     let len = n * m * oh * ow;
     if len == 0 {
         return Vec::new();
