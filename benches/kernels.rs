@@ -6,8 +6,9 @@
 //! alone on pre-built im2col tiles, i.e. the portable kernel minus im2col and bias.
 //!
 //! `cargo bench --bench kernels` prints the table; `-- sweep` adds a pixel-tile sweep (what
-//! `default_tile` was tuned with), `-- probe` bare GEMM calls at several M and strides, `-- quick`
-//! skips the 720-channel shapes; any other word keeps the shapes whose name contains it (`-- 1x1`).
+//! `default_tile` was tuned with), `-- probe` bare GEMM calls at several M and strides, `-- chain`
+//! the Winograd forms on chains of layers, `-- quick` skips the 720-channel shapes; any other word
+//! keeps the shapes whose name contains it (`-- 1x1`).
 //!
 //! Each figure is the best of a few runs, as wall-clock GFLOP/s and, in brackets, per CPU-second
 //! of the process divided by the thread count: on a shared machine the second is what the code
@@ -395,13 +396,83 @@ fn probe() {
     }
 }
 
+/// The Winograd forms on chains of 3×3 C→C layers, each reading the output the layer before it
+/// wrote, as in a forward. The table above repeats one layer on one input, which then stays in
+/// cache, and that misleads: there, giving `portable` the AVX2 form's transforms (8 tiles at a
+/// time, the next channel's rows prefetched) and a cache line between its points' matrices
+/// looked 20–30% faster on 48 channels; on chains those transforms were 7–10% slower than the
+/// loops, and the padding did nothing for the loops, so neither was kept (2026-12-03, Emerald
+/// Rapids). The forms take
+/// turns at every step, each on its own chain, so a shared machine's drift hits them alike.
+/// Mean ms per layer, 2 threads.
+fn chain(only: &[&String]) {
+    const LAYERS: usize = 40;
+    type Form = fn(&Conv2d, &[&[f32]], &[f32], Option<&[f32]>, usize) -> Vec<f32>;
+    type Tiles = fn(&Conv2d) -> usize;
+    let mut forms: Vec<(&str, Form, Tiles)> =
+        vec![("portable", winograd::portable, winograd::portable_tiles)];
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        forms.push((
+            "avx2",
+            winograd::avx2::conv2d_planes,
+            winograd::default_tiles,
+        ));
+    }
+    println!(
+        "Winograd on chains of {LAYERS} 3x3 layers (Relu, weights scaled to keep the values' size), \
+         2 threads: mean ms per layer (effective GFLOP/s)"
+    );
+    let threads = pool(2);
+    for s in SHAPES
+        .iter()
+        .filter(|s| s.k == 3 && s.cin == s.cout)
+        .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
+    {
+        let g = Conv2d {
+            relu: true,
+            ..geometry(s)
+        };
+        let scale = 3.0 / (9.0 * s.cin as f32).sqrt();
+        let w: Vec<f32> = values(s.cout * g.depth(), 2)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
+        let b: Vec<f32> = values(s.cout, 3).iter().map(|v| v * 0.1).collect();
+        let mut xs: Vec<Vec<f32>> = forms.iter().map(|_| values(s.cin * s.h * s.w, 1)).collect();
+        let mut spent = vec![Duration::ZERO; forms.len()];
+        threads.install(|| {
+            for _ in 0..LAYERS {
+                for ((_, form, tiles), (x, t)) in forms.iter().zip(xs.iter_mut().zip(&mut spent)) {
+                    let planes = planes(&g, x);
+                    let start = Instant::now();
+                    let y = form(&g, &planes, &w, Some(&b), tiles(&g));
+                    *t += start.elapsed();
+                    *x = y;
+                }
+            }
+        });
+        let cells: Vec<String> = forms
+            .iter()
+            .zip(&spent)
+            .map(|((name, ..), t)| {
+                let per = t.as_secs_f64() / LAYERS as f64;
+                format!("{name} {:.2} ms ({:.0})", per * 1e3, g.flops() / per / 1e9)
+            })
+            .collect();
+        println!("{:<24} {}", s.name, cells.join(", "));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let has = |a: &str| args.iter().any(|x| x == a);
     // Any other argument (not a flag) keeps only the shapes whose name contains it.
     let only: Vec<&String> = args[1..]
         .iter()
-        .filter(|a| !a.starts_with('-') && !["probe", "quick", "sweep"].contains(&a.as_str()))
+        .filter(|a| {
+            !a.starts_with('-') && !["chain", "probe", "quick", "sweep"].contains(&a.as_str())
+        })
         .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -414,6 +485,10 @@ fn main() {
     );
     if has("probe") {
         probe();
+        return;
+    }
+    if has("chain") {
+        chain(&only);
         return;
     }
     println!(
