@@ -56,12 +56,15 @@ pub fn default_tiles(g: &Conv2d) -> usize {
     split(g, 4, 16)
 }
 
-/// Tiles per task for `g` in [`portable`]: as [`default_tiles`], but 2 tasks a thread and never
-/// under 32 tiles. The `gemm` crate reads all of U per call, so a narrow product is its weights'
-/// bandwidth: 3×3 384→384 at 16×32 (128 tiles), 2 threads, GFLOP/s per CPU-second at 16 / 32 /
-/// 64 / 128 tiles a task: 177 / 284 / 281 / 280 (`cargo bench --bench kernels`, wgemm column).
+/// Tiles per task for `g` in [`portable`]: as [`default_tiles`], but 1 task a thread and never
+/// under 32 tiles. The `gemm` crate reads all of U per call, so every task reads all the
+/// transformed weights (9.4 MB at 384→384), and a narrow product is their bandwidth. 3×3
+/// 384→384 at 16×32 (128 tiles), 2 threads, on chains of layers (`cargo bench --bench kernels --
+/// chain`): 64 tiles a task took 10–15% less time than 32 in 6 runs out of 6; 16 tiles was 25–35%
+/// slower than 32, and 128 (one thread idle) 50% slower. Only layers with few tiles change: the
+/// others keep [`TASK_TILES`].
 pub fn portable_tiles(g: &Conv2d) -> usize {
-    split(g, 2, 32)
+    split(g, 1, 32)
 }
 
 /// [`TASK_TILES`] tiles a task, halved (not under `floor`) while the pool would get fewer than
