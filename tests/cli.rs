@@ -90,6 +90,31 @@ fn compile_default_recipe_writes_model_and_manifest() {
     assert!(
         report["simplify"]["nodes_after"].as_u64() < report["simplify"]["nodes_before"].as_u64()
     );
+    // Not a terminal: one stderr line per stage, in pipeline order, stamped with the time so far.
+    let err = stderr(&out);
+    let stages: Vec<(f64, &str)> = err
+        .lines()
+        .filter_map(|l| {
+            let (time, stage) = l.strip_prefix('[')?.split_once(" s] ")?;
+            Some((time.trim().parse().ok()?, stage))
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|s| s.1).collect();
+    let order = [
+        "loading model",
+        "fusing OCR subgraphs",
+        "calibrating INT8",
+        "measuring accuracy per precision",
+    ];
+    let at: Vec<Option<usize>> = order
+        .iter()
+        .map(|o| names.iter().position(|n| n == o))
+        .collect();
+    assert!(
+        at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1]),
+        "{err}"
+    );
+    assert!(stages.windows(2).all(|w| w[0].0 <= w[1].0), "{err}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["schema"], "ocrnet-edge.manifest/1");
@@ -453,6 +478,24 @@ fn bad_recipe_names_the_field() {
         "{err}"
     );
     assert!(!dir.path().join("o/manifest.json").exists());
+    // stderr is a pipe here: the stage reached gets its line, and -q keeps only the error.
+    assert!(
+        err.lines().any(|l| l.ends_with(" s] loading model")),
+        "{err}"
+    );
+    let out = ocrnet(&[
+        "-q",
+        "compile",
+        recipe.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let quiet = stderr(&out);
+    assert!(
+        quiet.starts_with("error: ") && quiet.lines().count() == 1,
+        "{quiet}"
+    );
 }
 
 #[test]

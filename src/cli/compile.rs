@@ -1,19 +1,17 @@
 //! `ocrnet-edge compile`.
 
+use super::stages::Stages;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use ocrnet_edge::pipeline::{self, Progress};
 use ocrnet_edge::recipe::Recipe;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
-/// A spinner naming the current stage; indicatif hides it when stderr is not a terminal.
-struct Spinner(ProgressBar);
+struct CompileStages(Stages);
 
-impl Progress for Spinner {
+impl Progress for CompileStages {
     fn stage(&self, name: &str) {
-        self.0.set_message(name.to_string());
+        self.0.stage(name);
     }
 }
 
@@ -51,14 +49,10 @@ pub fn run(
             })?
             .miou_budget = Some(b);
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let stages = CompileStages(Stages::start());
     let options = pipeline::CompileOptions { force_engines };
-    let result = pipeline::compile_with(&recipe, out, &Spinner(bar.clone()), options);
-    bar.finish_and_clear();
+    let result = pipeline::compile_with(&recipe, out, &stages, options);
+    stages.0.finish();
     let report = result.with_context(|| format!("compiling {}", recipe.source_name))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -12,6 +12,7 @@ mod model_cmds;
 mod report_cmd;
 mod run_cmd;
 mod serve;
+mod stages;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

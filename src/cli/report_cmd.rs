@@ -1,15 +1,15 @@
 //! `ocrnet-edge report`: accuracy by precision on a labelled split, rendered for CI and for people, with a
 //! regression gate.
 
+use super::stages::Stages;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use ocrnet_edge::recipe::{Precision, Recipe};
 use ocrnet_edge::report::generate::{self, ReportProgress, Request, Source};
 use ocrnet_edge::report::{precision_name, Thresholds};
 use ocrnet_edge::runtime::backend::BackendKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// The exit code of a report whose gate failed (1 is an error, 2 a bad command line).
 pub const REGRESSION_EXIT: u8 = 3;
@@ -76,16 +76,17 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
     }
 }
 
-struct Bar(ProgressBar);
+struct Bar(Stages);
 
 impl ReportProgress for Bar {
     fn stage(&self, name: &str) {
-        self.0.set_message(name.to_string());
+        self.0.stage(name);
     }
     fn images(&self, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(0);
-        self.0.set_style(
+        let bar = self.0.bar();
+        bar.set_length(total);
+        bar.set_position(0);
+        bar.set_style(
             ProgressStyle::with_template(
                 "{msg} {bar:30} {pos}/{len} images [{elapsed}, eta {eta}]",
             )
@@ -93,7 +94,7 @@ impl ReportProgress for Bar {
         );
     }
     fn image_done(&self) {
-        self.0.inc(1);
+        self.0.bar().inc(1);
     }
 }
 
@@ -167,13 +168,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         diff_images: args.diff,
         out_dir: out,
     };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let result = generate::generate(&request, &Bar(bar.clone()));
-    bar.finish_and_clear();
+    let bar = Bar(Stages::start());
+    let result = generate::generate(&request, &bar);
+    bar.0.finish();
     let outcome = result.context("building the report")?;
     let r = &outcome.report;
     if args.json {
