@@ -370,6 +370,20 @@ fn report_gate_fails_with_its_own_exit_code_and_one_line() {
     let out = run(&a);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
+
+    // A baseline over other classes is refused before any evaluation, naming the file.
+    baseline["classes"][18] = serde_json::json!("tram");
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, serde_json::to_string(&baseline).unwrap()).unwrap();
+    let mut a = args(&dir.path().join("fifth"));
+    a.extend(["--baseline", other.to_str().unwrap()].map(String::from));
+    let out = run(&a);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("other.json") && err.contains("tram") && !err.contains("evaluating"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -166,6 +166,20 @@ fn evaluation_accumulates_one_matrix_per_backend_over_the_split() {
     assert_eq!(eval.samples.len(), 2);
     assert_eq!(eval.samples[0].maps[1], predictions("a"));
     assert_eq!(eval.samples[1].labels, labels("b"));
+
+    // Logits with other than the evaluated classes are refused, naming the image and both counts:
+    // predictions past the classes would count nowhere and lift the scores.
+    let opts = EvalOptions {
+        classes: K + 2,
+        ..Default::default()
+    };
+    let err = evaluate(&dataset, &[&fp32], &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("_leftImg8bit.png")
+            && err.contains(&format!("has {K} classes"))
+            && err.contains(&format!("has {}", K + 2)),
+        "{err}"
+    );
 }
 
 fn report(thresholds: &Thresholds, baseline: Option<(&str, &Report)>) -> Report {
@@ -277,6 +291,46 @@ fn baseline_comparison_and_schema_checks() {
     assert_eq!(now.gate.violations.len(), 1);
     assert_eq!(now.gate.violations[0].check, Check::MiouVsBaseline);
     assert!(now.gate.summary().contains("below the baseline's 76.03"));
+    assert!(now.gate.warnings.is_empty(), "{:?}", now.gate.warnings);
+
+    // A drop exactly at the limit passes: 2 points against a limit of 2 computes as 2.0000000000000018.
+    let at_limit = Thresholds {
+        max_baseline_drop: Some(2.0),
+        ..Default::default()
+    };
+    let now = report(&at_limit, Some(("old.json", &better)));
+    assert!((-now.baseline.as_ref().unwrap().entries[1].delta * 100.0 - 2.0).abs() < 1e-9);
+    assert!(now.gate.passed, "{:?}", now.gate.violations);
+
+    // A limit the gate cannot apply passes, but says so, in the gate and in the report.
+    let alone = report(&t, None);
+    assert!(alone.gate.passed);
+    assert_eq!(
+        alone.gate.warnings,
+        ["mIoU drop vs baseline: not checked, no baseline report was given"]
+    );
+    let md = markdown::render(&alone);
+    assert!(
+        md.contains("mIoU drop vs baseline not checked (no baseline)")
+            && md.contains("- mIoU drop vs baseline: not checked"),
+        "{md}"
+    );
+    // A baseline without int8, measured on another split and size: compared where it can be, and
+    // every difference named.
+    let mut partial = Report::from_json(&text, "old.json").unwrap();
+    partial.precisions.truncate(1);
+    partial.data.split = "test".into();
+    partial.input_hw = Some((512, 1024));
+    let now = report(&t, Some(("old.json", &partial)));
+    assert_eq!(now.baseline.as_ref().unwrap().entries.len(), 1);
+    assert_eq!(
+        now.gate.warnings,
+        [
+            "int8: not compared with the baseline, which has no int8",
+            "the baseline was measured on the 'test' split, this report on 'val'",
+            "the baseline ran at input 512x1024, this report at each image's own size",
+        ]
+    );
 
     let wrong = text.replace("\"schema_version\":1", "\"schema_version\":99");
     let err = Report::from_json(&wrong, "old.json").unwrap_err();

@@ -198,6 +198,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // The one line a CI log needs, on stderr so that --json stays parseable.
+    for w in &r.gate.warnings {
+        eprintln!("report: warning: {w}");
+    }
     eprintln!("report: {}", r.gate.summary());
     Ok(if r.gate.passed {
         ExitCode::SUCCESS

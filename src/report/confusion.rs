@@ -1,6 +1,7 @@
 //! The confusion matrix of a split and the scores derived from it, as cityscapesScripts computes them: every
 //! pixel of every image adds to one matrix (images are not averaged), labels equal to [`IGNORE`] count
-//! nowhere, and the mean IoU is over all classes.
+//! nowhere, and the mean IoU is over the classes whose IoU is defined: a class in neither the labels nor the
+//! predictions has none and is left out, as cityscapesScripts leaves out its NaN.
 
 use serde::Serialize;
 

@@ -35,6 +35,18 @@ pub enum EvalError {
         backend: String,
         shape: Vec<usize>,
     },
+    /// Predictions of a class past the evaluated ones would count nowhere in the confusion matrix and
+    /// lift both IoU and pixel accuracy, where cityscapesScripts counts them as misses: refused.
+    #[error(
+        "{image}: the '{backend}' output has {got} classes (shape {shape:?}); the evaluation has {want} (Cityscapes trainIds)"
+    )]
+    ClassCount {
+        image: PathBuf,
+        backend: String,
+        shape: Vec<usize>,
+        got: usize,
+        want: usize,
+    },
     #[error("{0}: no labels (evaluation needs a Cityscapes split with gtFine label maps)")]
     NoLabels(PathBuf),
     #[error("the split has no images")]
@@ -211,6 +223,16 @@ fn evaluate_one(
                 shape: out.shape.clone(),
             }
         })?;
+        let got = out.shape[out.shape.len() - 3];
+        if got != opts.classes {
+            return Err(EvalError::ClassCount {
+                image: sample.image.clone(),
+                backend: backend.name().to_string(),
+                shape: out.shape.clone(),
+                got,
+                want: opts.classes,
+            });
+        }
         acc.matrices[i].add(&l.data, &map.classes);
         if i > 0 {
             acc.agreeing[i] += maps[0]

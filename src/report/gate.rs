@@ -77,6 +77,10 @@ pub struct GateResult {
     /// Worst first.
     pub violations: Vec<Violation>,
     pub passed: bool,
+    /// What a set limit could not check (no baseline, a precision the baseline lacks) and baseline
+    /// comparisons across different setups: a gate that passed should not be read as more than it is.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl GateResult {
@@ -96,15 +100,22 @@ impl GateResult {
 }
 
 /// The limits in words, e.g. "mIoU drop vs fp32 ≤ 1 point, class IoU drop not checked, ...".
-pub fn describe_limits(t: &Thresholds) -> String {
+pub fn describe_limits(t: &Thresholds, has_baseline: bool) -> String {
     let limit = |x: Option<f64>| x.map_or("not checked".into(), |v| format!("≤ {v} points"));
+    let baseline = match t.max_baseline_drop {
+        Some(_) if !has_baseline => "not checked (no baseline)".into(),
+        x => limit(x),
+    };
     format!(
-        "mIoU drop vs fp32 {}, class IoU drop vs fp32 {}, mIoU drop vs baseline {}",
+        "mIoU drop vs fp32 {}, class IoU drop vs fp32 {}, mIoU drop vs baseline {baseline}",
         limit(t.max_miou_drop),
         limit(t.max_class_iou_drop),
-        limit(t.max_baseline_drop)
     )
 }
+
+/// Differences in floating point (a drop of 2.0000000000000018 points against a limit of 2) are
+/// not regressions: a drop counts once it passes the limit by more than this many points.
+const SLACK_POINTS: f64 = 1e-9;
 
 /// Checks `report` (its FP32 entry and its baseline comparison) against `t`.
 pub fn check(report: &Report, t: &Thresholds) -> GateResult {
@@ -119,7 +130,7 @@ pub fn check(report: &Report, t: &Thresholds) -> GateResult {
         let name = precision_name(p.precision);
         if let Some(limit) = t.max_miou_drop {
             let drop = -points(p.miou_delta_vs_fp32);
-            if drop > limit {
+            if drop > limit + SLACK_POINTS {
                 violations.push(Violation {
                     check: Check::MiouVsFp32,
                     precision: p.precision,
@@ -139,7 +150,7 @@ pub fn check(report: &Report, t: &Thresholds) -> GateResult {
                     continue;
                 };
                 let drop = -points(delta);
-                if drop > limit {
+                if drop > limit + SLACK_POINTS {
                     violations.push(Violation {
                         check: Check::ClassIouVsFp32,
                         precision: p.precision,
@@ -156,10 +167,16 @@ pub fn check(report: &Report, t: &Thresholds) -> GateResult {
             }
         }
     }
+    let mut warnings = Vec::new();
+    if let Some(b) = &report.baseline {
+        warnings.extend(b.notes.iter().cloned());
+    } else if t.max_baseline_drop.is_some() {
+        warnings.push("mIoU drop vs baseline: not checked, no baseline report was given".into());
+    }
     if let (Some(limit), Some(b)) = (t.max_baseline_drop, &report.baseline) {
         for e in &b.entries {
             let drop = -points(e.delta);
-            if drop > limit {
+            if drop > limit + SLACK_POINTS {
                 violations.push(Violation {
                     check: Check::MiouVsBaseline,
                     precision: e.precision,
@@ -184,5 +201,6 @@ pub fn check(report: &Report, t: &Thresholds) -> GateResult {
         thresholds: t.clone(),
         passed: violations.is_empty(),
         violations,
+        warnings,
     }
 }

@@ -111,10 +111,17 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
                 source,
             })?;
             let name = path.display().to_string();
-            Some((
-                name.clone(),
-                Report::from_json(&text, &name).map_err(ReportError::Baseline)?,
-            ))
+            let old = Report::from_json(&text, &name).map_err(ReportError::Baseline)?;
+            // Per-precision mIoU over other classes is another quantity, not a regression.
+            if old.classes != CLASS_NAMES {
+                return Err(ReportError::Baseline(format!(
+                    "{name}: its {} classes ({}) are not this report's {} Cityscapes classes",
+                    old.classes.len(),
+                    old.classes.join(", "),
+                    CLASS_NAMES.len()
+                )));
+            }
+            Some((name, old))
         }
         None => None,
     };

@@ -72,7 +72,7 @@ pub fn render(report: &Report, samples: &[SampleMaps], growth_svg: Option<&str>)
             values: report.precisions.iter().map(|p| Some(p.miou)).collect(),
         }],
     ));
-    s.push_str("<h2>IoU per class</h2>");
+    let _ = write!(s, "<h2>IoU per class</h2><p>{}</p>", esc(super::MEAN_RULE));
     let series: Vec<Series> = report
         .precisions
         .iter()
@@ -112,7 +112,7 @@ fn gate(s: &mut String, r: &Report) {
     let text = if r.gate.passed {
         format!(
             "Gate passed ({})",
-            super::gate::describe_limits(&r.gate.thresholds)
+            super::gate::describe_limits(&r.gate.thresholds, r.baseline.is_some())
         )
     } else {
         format!("Gate failed: {}", r.gate.summary())
@@ -122,6 +122,13 @@ fn gate(s: &mut String, r: &Report) {
         s.push_str("<ul>");
         for v in &r.gate.violations {
             let _ = write!(s, "<li>{}</li>", esc(&v.message));
+        }
+        s.push_str("</ul>");
+    }
+    if !r.gate.warnings.is_empty() {
+        s.push_str("<p>Warnings:</p><ul>");
+        for w in &r.gate.warnings {
+            let _ = write!(s, "<li>{}</li>", esc(w));
         }
         s.push_str("</ul>");
     }

@@ -1,6 +1,6 @@
 //! `report.md`: the tables of a report, short enough for a pull-request comment.
 
-use super::{precision_name, Report};
+use super::{precision_name, Report, MEAN_RULE};
 use std::fmt::Write;
 
 /// IoU-like fractions as points with two decimals; `–` for undefined.
@@ -67,7 +67,7 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
-    let _ = writeln!(s, "\n### IoU per class\n");
+    let _ = writeln!(s, "\n### IoU per class\n\n{MEAN_RULE}\n");
     let mut head = "| class |".to_string();
     let mut rule = "|---|".to_string();
     for (i, p) in r.precisions.iter().enumerate() {
@@ -143,7 +143,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         s,
         "Limits: {}.\n",
-        super::gate::describe_limits(&r.gate.thresholds)
+        super::gate::describe_limits(&r.gate.thresholds, r.baseline.is_some())
     );
     if r.gate.passed {
         let _ = writeln!(s, "**Passed.**");
@@ -151,6 +151,12 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "**Failed:**\n");
         for v in &r.gate.violations {
             let _ = writeln!(s, "- {}", v.message);
+        }
+    }
+    if !r.gate.warnings.is_empty() {
+        let _ = writeln!(s, "\nWarnings:\n");
+        for w in &r.gate.warnings {
+            let _ = writeln!(s, "- {w}");
         }
     }
     s

@@ -133,6 +133,10 @@ pub struct ClassResult {
 pub struct BaselineComparison {
     pub path: String,
     pub entries: Vec<BaselineEntry>,
+    /// Precisions measured here that the baseline lacks, and setups that differ (split, images,
+    /// input size): the gate repeats them as warnings.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +220,7 @@ impl Report {
                     })
                 })
                 .collect(),
+            notes: baseline_notes(&meta, &precisions, old),
         });
         let mut report = Report {
             schema: SCHEMA.into(),
@@ -270,6 +275,47 @@ impl Report {
         serde_json::from_str(text).map_err(|e| format!("{name}: {e}"))
     }
 }
+
+/// What makes a comparison with the baseline `old` partial or doubtful. The data root is not
+/// compared: CI machines mount the same split at different paths.
+fn baseline_notes(meta: &Meta, precisions: &[PrecisionResult], old: &Report) -> Vec<String> {
+    let mut notes: Vec<String> = precisions
+        .iter()
+        .filter(|p| old.precision(p.precision).is_none())
+        .map(|p| {
+            let name = precision_name(p.precision);
+            format!("{name}: not compared with the baseline, which has no {name}")
+        })
+        .collect();
+    if old.data.split != meta.data.split {
+        notes.push(format!(
+            "the baseline was measured on the '{}' split, this report on '{}'",
+            old.data.split, meta.data.split
+        ));
+    }
+    if old.data.images != meta.data.images {
+        notes.push(format!(
+            "the baseline was measured on {} images, this report on {}",
+            old.data.images, meta.data.images
+        ));
+    }
+    if old.input_hw != meta.input_hw {
+        let size = |hw: Option<(u32, u32)>| {
+            hw.map_or("each image's own size".to_string(), |(h, w)| {
+                format!("{h}x{w}")
+            })
+        };
+        notes.push(format!(
+            "the baseline ran at input {}, this report at {}",
+            size(old.input_hw),
+            size(meta.input_hw)
+        ));
+    }
+    notes
+}
+
+/// How the mean treats classes with no pixels, said where the per-class table is.
+pub const MEAN_RULE: &str = "A class with no pixels in the labels and none predicted has no IoU (–) and is left out of that precision's mean, as cityscapesScripts does; a class predicted but absent from the labels counts 0.";
 
 /// A difference as signed points with two decimals; one that rounds to zero prints as `0.00`, not `-0.00`.
 pub fn signed_points(delta: f64) -> String {

@@ -37,8 +37,9 @@ pub struct ClassMap {
 }
 
 /// Upsamples logits `[1, K, h, w]` (or `[K, h, w]`) to `height × width` with half-pixel bilinear
-/// sampling and takes the argmax (first maximum on ties, as numpy/torch do). Returns `None` unless the
-/// logits are float with 1 ≤ K ≤ 255 classes.
+/// sampling and takes the argmax as numpy/torch do: the first maximum on ties, and the first NaN
+/// where there is one (an FP16 overflow in one class must not hide behind the others). Returns
+/// `None` unless the logits are float with 1 ≤ K ≤ 255 classes.
 pub fn class_map(logits: &Tensor, height: usize, width: usize) -> Option<ClassMap> {
     let (k, h, w) = match logits.shape.as_slice() {
         [1, k, h, w] | [k, h, w] => (*k, *h, *w),
@@ -56,8 +57,10 @@ pub fn class_map(logits: &Tensor, height: usize, width: usize) -> Option<ClassMa
             .map(|o| {
                 let x = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
                 let x0 = (x.floor() as usize).min(src - 1);
-                let x1 = (x0 + 1).min(src - 1);
-                (x0, x1, x - x0 as f32)
+                let f = x - x0 as f32;
+                // A tap of weight 0 is not read: 0 · NaN would carry a neighbour's NaN over.
+                let x1 = if f > 0.0 { (x0 + 1).min(src - 1) } else { x0 };
+                (x0, x1, f)
             })
             .collect()
     };
@@ -74,6 +77,10 @@ pub fn class_map(logits: &Tensor, height: usize, width: usize) -> Option<ClassMa
                 let top = p[y0 * w + x0] * (1.0 - fx) + p[y0 * w + x1] * fx;
                 let bottom = p[y1 * w + x0] * (1.0 - fx) + p[y1 * w + x1] * fx;
                 let val = top * (1.0 - fy) + bottom * fy;
+                if val.is_nan() {
+                    arg = c;
+                    break;
+                }
                 if val > best {
                     best = val;
                     arg = c;
@@ -117,6 +124,24 @@ mod tests {
         let t = Tensor::vec_f32(vec![1, 2, 1, 3], vec![1.0, 0.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
         let m = class_map(&t, 1, 3).unwrap();
         assert_eq!(m.classes, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn nan_wins_the_argmax_as_in_torch() {
+        // Three classes on a 1x3 image: class 1 is NaN on the left pixel, class 2 on the right one
+        // (after a larger class 0); torch.argmax of F.interpolate to the same size gives [1, 0, 2]:
+        // a NaN neither loses to larger logits nor leaks into its neighbours.
+        let nan = f32::NAN;
+        let t = Tensor::vec_f32(
+            vec![1, 3, 1, 3],
+            vec![0.0, 1.0, 9.0, nan, 0.0, 0.0, 5.0, 0.0, nan],
+        )
+        .unwrap();
+        assert_eq!(class_map(&t, 1, 3).unwrap().classes, vec![1, 0, 2]);
+        // Upsampled 2x (torch: class 1 at [0.0, 0.25, 0.75, nan, nan, nan], class 0 at 0.5): the NaN
+        // reaches exactly the outputs whose taps of non-zero weight read it.
+        let t = Tensor::vec_f32(vec![1, 2, 1, 3], vec![0.5, 0.5, 0.5, 0.0, 1.0, nan]).unwrap();
+        assert_eq!(class_map(&t, 1, 6).unwrap().classes, vec![0, 0, 1, 1, 1, 1]);
     }
 
     #[test]
