@@ -141,9 +141,14 @@ fn jpeg_of(img: &image::RgbImage) -> Vec<u8> {
 
 /// A well-formed PNG (the IHDR checksum fixed up) whose header claims 100000 x 100000 pixels.
 fn bomb_png() -> Vec<u8> {
+    png_claiming(100_000, 100_000)
+}
+
+/// A small PNG whose header (checksum fixed up) claims `width` x `height` pixels.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut png = png_of(&image::RgbImage::new(8, 8));
-    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
     let crc = crc32(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
@@ -676,10 +681,19 @@ async fn metrics_count_codes_and_time_stages() {
         StatusCode::OK
     );
     assert_eq!(
-        call(app.clone(), segment_req("", Some("image/gif"), png))
+        call(app.clone(), segment_req("", Some("image/gif"), png.clone()))
             .await
             .0,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    // Its header passes the probe, so it queues and fails in the worker's decoder: its queue wait
+    // counts, its other stages do not.
+    let truncated = png[..png.len() - 20].to_vec();
+    assert_eq!(
+        call(app.clone(), segment_req("", Some("image/png"), truncated))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
     );
     let (s, h, body) = call(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
@@ -691,11 +705,12 @@ async fn metrics_count_codes_and_time_stages() {
     for needle in [
         r#"ocrnet_edge_http_requests_total{route="/v1/segment",code="200"} 1"#,
         r#"ocrnet_edge_http_requests_total{route="/v1/segment",code="415"} 1"#,
-        r#"ocrnet_edge_stage_seconds_count{stage="queue"} 1"#,
+        r#"ocrnet_edge_http_requests_total{route="/v1/segment",code="400"} 1"#,
+        r#"ocrnet_edge_stage_seconds_count{stage="queue"} 2"#,
         r#"ocrnet_edge_stage_seconds_count{stage="pre"} 1"#,
         r#"ocrnet_edge_stage_seconds_count{stage="infer"} 1"#,
         r#"ocrnet_edge_stage_seconds_bucket{le="0.00025",stage="post"}"#,
-        "ocrnet_edge_segment_request_seconds_count 2",
+        "ocrnet_edge_segment_request_seconds_count 3",
         "ocrnet_edge_queue_depth 0",
         "ocrnet_edge_in_flight_requests 0",
         "ocrnet_edge_ready 1",
@@ -722,7 +737,10 @@ fn hostile_requests_over_tcp_leave_the_server_serving() {
     let good = png_of(&gradient());
     let small = png_of(&image::RgbImage::new(16, 8));
     let oversized = vec![0x89u8; 1 << 20];
-    let cases: [(&str, Option<&str>, &[u8], u16); 5] = [
+    // Within the default pixel budget (4096²) but far past MAX_SIDE: resizing it would have asked for
+    // 16777216 × 128 × 16 bytes.
+    let ribbon = png_claiming(4096 * 4096, 1);
+    let cases: [(&str, Option<&str>, &[u8], u16); 6] = [
         ("empty body", Some("image/png"), b"", 400),
         (
             "truncated PNG",
@@ -731,6 +749,7 @@ fn hostile_requests_over_tcp_leave_the_server_serving() {
             400,
         ),
         ("100000x100000 header", Some("image/png"), &bomb_png(), 413),
+        ("16777216x1 header", Some("image/png"), &ribbon, 413),
         ("wrong content type", Some("application/json"), b"{}", 415),
         ("oversized body", Some("image/png"), &oversized, 413),
     ];
@@ -747,12 +766,65 @@ fn hostile_requests_over_tcp_leave_the_server_serving() {
         assert_eq!(ok.status, 200, "after {what}");
         assert_eq!(indexed_png(&ok.body).0, 128);
     }
+    let r = post(addr, "/v1/segment", Some("image/png"), &ribbon);
+    assert!(r.error().contains("16384"), "{}", r.error());
     // Garbage instead of HTTP: the connection is dropped (or answered 400), the server lives on.
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n")
         .unwrap();
     drop(s);
     assert_eq!(get(addr, "/healthz").status, 200);
+    handle.shutdown().unwrap();
+}
+
+/// A client that sends part of a request's headers and stalls, or connects and sends nothing, is cut
+/// off after the header timeout (here the 300 ms request timeout), so that such clients cannot pile up
+/// and hold the daemon's descriptors; the server keeps answering meanwhile.
+#[test]
+fn stalled_clients_are_cut_off_after_the_header_timeout() {
+    let (_service, handle) = start(
+        Arc::new(Stripes::new()),
+        Options {
+            request_timeout: Duration::from_millis(300),
+            ..Options::default()
+        },
+    );
+    let addr = handle.local_addr();
+    let stalls: [(&str, &[u8]); 2] = [
+        (
+            "half a request",
+            b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-",
+        ),
+        ("nothing", b""),
+    ];
+    for (what, sent) in stalls {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(sent).unwrap();
+        let began = Instant::now();
+        let mut got = Vec::new();
+        let end = loop {
+            let mut buf = [0u8; 1024];
+            match s.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        let waited = began.elapsed();
+        match end {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("{what}: the connection was still open after {waited:?}: {e}"),
+        }
+        // Closed without an answer, or with a 408: never a 2xx.
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert_eq!(get(addr, "/healthz").status, 200, "after {what}");
+    }
     handle.shutdown().unwrap();
 }
 

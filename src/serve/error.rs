@@ -26,6 +26,8 @@ pub enum ApiError {
         pixels: u64,
         limit: u64,
     },
+    #[error("the image is {width}x{height}; neither side may exceed {limit} pixels")]
+    ImageTooWide { width: u32, height: u32, limit: u32 },
     #[error("Content-Type must be image/png or image/jpeg, got {0}")]
     UnsupportedMediaType(String),
     #[error("the queue is full ({depth} waiting); retry later")]
@@ -48,9 +50,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) | ApiError::EmptyBody => StatusCode::BAD_REQUEST,
-            ApiError::BodyTooLarge { .. } | ApiError::ImageTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::BodyTooLarge { .. }
+            | ApiError::ImageTooLarge { .. }
+            | ApiError::ImageTooWide { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::QueueFull { .. } | ApiError::NotReady | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -113,13 +113,16 @@ impl Metrics {
         self.request_seconds.observe(d.as_secs_f64());
     }
 
+    /// A job's wait in the queue, observed when a worker picks it up, whatever becomes of it.
+    pub(crate) fn observe_queue(&self, d: Duration) {
+        self.stages
+            .get_or_create(&StageLabels { stage: "queue" })
+            .observe(d.as_secs_f64());
+    }
+
+    /// The stages after the queue, of a request that was answered.
     pub(crate) fn observe_stages(&self, t: &Timings) {
-        for (stage, d) in [
-            ("queue", t.queue),
-            ("pre", t.pre),
-            ("infer", t.infer),
-            ("post", t.post),
-        ] {
+        for (stage, d) in [("pre", t.pre), ("infer", t.infer), ("post", t.post)] {
             self.stages
                 .get_or_create(&StageLabels { stage })
                 .observe(d.as_secs_f64());

@@ -27,9 +27,11 @@ pub use render::Format;
 
 use crate::data::ImageLimits;
 use crate::runtime::{self, Backend, BackendError};
-use axum::serve::ListenerExt;
 use axum::Router;
-use std::future::{Future, IntoFuture};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,10 +71,16 @@ impl Default for Options {
     }
 }
 
+/// The longest image side the daemon takes, whatever `max_pixels` allows. Resizing to the model's
+/// input runs the vertical pass first, into a buffer of image width × model height × 16 bytes: a
+/// 16777216×1 PNG (49 KB, within any pixel budget) asked for 32 GiB and aborted the process. At
+/// this limit that buffer is 256 MiB for a 1024-high input.
+pub const MAX_SIDE: u32 = 16384;
+
 impl Options {
-    /// The decoder's limits: the pixel budget bounds each side too.
+    /// The decoder's limits: the pixel budget, and each side within it and [`MAX_SIDE`].
     pub fn image_limits(&self) -> ImageLimits {
-        let side = self.max_pixels.min(u32::MAX as u64) as u32;
+        let side = self.max_pixels.min(MAX_SIDE as u64) as u32;
         ImageLimits {
             max_width: side,
             max_height: side,
@@ -149,46 +157,74 @@ impl Service {
     /// Serves `listener` until `shutdown` resolves; then stops accepting connections, lets the accepted
     /// requests finish (at most the request timeout plus 5 s), and returns. Call [`Service::close`]
     /// afterwards to stop the workers.
+    ///
+    /// The accept loop is ours rather than `axum::serve`'s for one setting: a deadline on reading a
+    /// request's headers ([`header_timeout`]), which hyper also applies to a keep-alive connection
+    /// waiting for its next request. Without it a client that sends half a request line and stalls
+    /// holds its socket for good: enough of them exhaust the file descriptors (systemd's soft limit
+    /// is 1024) and even `/healthz` stops answering, and one of them holds a shutdown to its end.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let shared = self.shared.clone();
-        let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            shared.draining.store(true, Ordering::SeqCst);
-            shared.metrics.ready.set(0);
-            log::info!("shutting down: refusing new connections, finishing accepted requests");
-            let _ = began_tx.send(());
-        };
-        let listener = listener.tap_io(|tcp| {
+        let app = app(self);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(header_timeout(&self.shared.options));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors, mostly: the connections we hold will close, so wait and
+                    // retry (as axum::serve does) instead of ending the daemon.
+                    log::warn!("accepting a connection: {e}; retrying in 1 s");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, app(self))
-            .with_graceful_shutdown(signal)
-            .into_future();
+            let conn =
+                http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    log::debug!("connection from {peer}: {e}");
+                }
+            });
+        }
+        drop(listener);
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.metrics.ready.set(0);
+        log::info!("shutting down: refusing new connections, finishing accepted requests");
         let grace = self.shared.options.request_timeout + Duration::from_secs(5);
-        let give_up = async move {
-            match began_rx.await {
-                Ok(()) => tokio::time::sleep(grace).await,
-                Err(_) => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            result = server => result,
-            () = give_up => {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
                 log::warn!("connections still open {grace:?} after shutdown began; closing them");
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// Closes the queue and waits for the workers to finish the jobs they hold.
     pub fn close(&self) {
         self.shared.pool.close();
     }
+}
+
+/// How long a client may take to send a request's headers, and how long a keep-alive connection may
+/// sit idle: the request timeout, at most 10 s (headers are a few hundred bytes).
+pub fn header_timeout(options: &Options) -> Duration {
+    options.request_timeout.min(Duration::from_secs(10))
 }
 
 /// The router of a service: `POST /v1/segment`, `GET /healthz`, `GET /readyz`, `GET /metrics`.

@@ -2,6 +2,7 @@
 //! needs no pixels (token, content type, size, header dimensions) happens here, before a request takes a
 //! place in the queue.
 
+use crate::data::ImageLimits;
 use crate::serve::error::ApiError;
 use crate::serve::metrics::{InFlight, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::serve::render::{self, Format, Payload};
@@ -130,7 +131,7 @@ async fn segment_inner(st: &Arc<Shared>, req: Request) -> Result<Response, ApiEr
     if body.is_empty() {
         return Err(ApiError::EmptyBody);
     }
-    probe(&body, declared, st.options.max_pixels)?;
+    probe(&body, declared, st.options.image_limits())?;
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     st.pool.submit(Job {
@@ -205,9 +206,9 @@ fn content_type(headers: &HeaderMap) -> Result<image::ImageFormat, ApiError> {
     }
 }
 
-/// Reads the image header only: the format must match the declared one and the pixel count must be
-/// within the limit, so that a small file claiming a huge image never reaches a decoder.
-fn probe(body: &[u8], declared: image::ImageFormat, max_pixels: u64) -> Result<(), ApiError> {
+/// Reads the image header only: the format must match the declared one and the size must be within
+/// the limits, so that a small file claiming a huge image never reaches a decoder.
+fn probe(body: &[u8], declared: image::ImageFormat, limits: ImageLimits) -> Result<(), ApiError> {
     let read = || -> Result<(u32, u32), ApiError> {
         let reader = image::ImageReader::new(Cursor::new(body))
             .with_guessed_format()
@@ -241,12 +242,19 @@ fn probe(body: &[u8], declared: image::ImageFormat, max_pixels: u64) -> Result<(
             "the image is {width}x{height}: empty"
         )));
     }
-    if pixels > max_pixels {
+    if pixels > limits.max_pixels {
         return Err(ApiError::ImageTooLarge {
             width,
             height,
             pixels,
-            limit: max_pixels,
+            limit: limits.max_pixels,
+        });
+    }
+    if width > limits.max_width || height > limits.max_height {
+        return Err(ApiError::ImageTooWide {
+            width,
+            height,
+            limit: limits.max_width.max(limits.max_height),
         });
     }
     Ok(())

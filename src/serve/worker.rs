@@ -103,17 +103,21 @@ fn work(rx: &Mutex<Receiver<Job>>, backend: &dyn Backend, metrics: &Metrics, lim
         };
         let Ok(job) = job else { return };
         metrics.queue_depth.dec();
+        // Every job's wait counts, including those whose client gave up meanwhile: those waits are
+        // the ones an operator sizing the queue most needs to see.
+        let started = Instant::now();
+        let waited = started - job.enqueued;
+        metrics.observe_queue(waited);
         if job.reply.is_closed() {
             log::debug!("skipping a request whose client is gone");
             continue;
         }
-        let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| {
             process(backend, &job.body, job.format, limits)
         }))
         .unwrap_or_else(|_| Err(ApiError::Internal("the inference pipeline panicked".into())));
         let result = result.map(|mut answer| {
-            answer.timings.queue = started - job.enqueued;
+            answer.timings.queue = waited;
             metrics.observe_stages(&answer.timings);
             answer
         });
