@@ -132,6 +132,11 @@ fn ocr_cuda() {
             cmd.arg("-gencode")
                 .arg(format!("arch=compute_{a},code=sm_{a}"));
         }
+        // And PTX of the last architecture, which the driver compiles for a GPU newer than all of them.
+        if let Some(last) = archs.split_whitespace().last() {
+            cmd.arg("-gencode")
+                .arg(format!("arch=compute_{last},code=compute_{last}"));
+        }
         cmd.arg(&path).arg("-o").arg(&obj);
         run(&mut cmd, &format!("nvcc {src}"));
         objects.push(obj);

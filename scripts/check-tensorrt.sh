@@ -107,8 +107,20 @@ for inc in "${sets[@]}"; do
         "$CXX" "${flags[@]}" -c "$src" -o "$obj"
         objs+=("$obj")
     done
+    # --exclude-libs: the kernels' and the static CUDA runtime's symbols stay inside the library, so they
+    # cannot bind to (or be bound by) TensorRT's own copies; the .so exports its two entry points only.
     "$CXX" -shared -o "$out/libocrnet_plugins.so" "${objs[@]}" "$kernels/libocrnet_kernels.a" \
-        -L"$cuda_lib" -lcudart_static -ldl -lpthread -lrt -Wl,--no-undefined
+        -L"$cuda_lib" -lcudart_static -ldl -lpthread -lrt -Wl,--no-undefined -Wl,--exclude-libs,ALL
+    # (libstdc++'s header templates instantiated here keep default visibility, as in any C++ library; they
+    # are the std:: names filtered out.)
+    exported=$(nm -D --defined-only "$out/libocrnet_plugins.so" | awk '{print $3}' |
+        grep -Ev '^_ZZ?N?K?St|^_ZNSt|^_ZNKSt|^_ZSt' | sort | tr '\n' ' ')
+    if [ "$exported" = "getCreators setLoggerFinder " ]; then
+        echo "ok    libocrnet_plugins.so exports getCreators and setLoggerFinder only (besides std:: templates)"
+    else
+        echo "FAIL  libocrnet_plugins.so exports more than getCreators and setLoggerFinder: $exported" >&2
+        status=1
+    fi
     "$CXX" "${flags[@]}" -fvisibility=default cpp/tools/plugin_harness.cpp "$kernels/ocr_reference.o" \
         -L"$cuda_lib" -lcudart_static -ldl -lpthread -lrt -o "$out/plugin_harness"
     echo "built $out/libocrnet_plugins.so and $out/plugin_harness"

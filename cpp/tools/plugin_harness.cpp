@@ -38,8 +38,15 @@ void check(bool ok, std::string const& what) {
 class CountingLogger : public ILogger {
 public:
     int errors = 0;
+    std::string last;  // the last error
     void log(Severity severity, AsciiChar const* msg) noexcept override {
-        if (severity <= Severity::kERROR) ++errors;
+        if (severity <= Severity::kERROR) {
+            ++errors;
+            try {
+                last = msg;
+            } catch (...) {
+            }
+        }
         std::printf("      [plugin log %d] %s\n", static_cast<int>(severity), msg);
     }
 };
@@ -141,9 +148,34 @@ float serializedScale(IPluginV3* plugin) {
     return NAN;
 }
 
-// The plugin's own enqueue on device buffers against the C++ reference.
+// Where an op's inputs carry K: gather's probs [N, K, H, W] (dimension 1), attention's key and value
+// [N, Ck, K, 1] (dimension 2).
+std::vector<std::pair<size_t, int32_t>> regionDims(OpCase const& op) {
+    if (std::strcmp(op.name, "OcrSpatialGather") == 0) return {{0, 1}};
+    return {{1, 2}, {2, 2}};
+}
+
+// As TensorRT describes a dynamic-shape build: N, K and (where an input has them) H and W unknown (-1) in
+// desc, the profile's maximum larger than the shape that will run. Channels stay static, as in the models.
+void makeDynamic(OpCase const& op, std::vector<DynamicPluginTensorDesc>& in) {
+    std::vector<std::pair<size_t, int32_t>> dims = regionDims(op);
+    for (size_t i = 0; i < in.size(); ++i) {
+        dims.push_back({i, 0});
+        if (in[i].desc.dims.d[3] != 1) {  // not a [N, Ck, K, 1] key or value
+            dims.push_back({i, 2});
+            dims.push_back({i, 3});
+        }
+    }
+    for (auto [i, d] : dims) {
+        in[i].max.d[d] = in[i].desc.dims.d[d] + (d == 0 ? 1 : 5);
+        in[i].desc.dims.d[d] = -1;
+    }
+}
+
+// The plugin's own enqueue on device buffers against the C++ reference. With `dynamic`, configurePlugin and
+// getWorkspaceSize see a dynamic profile whose maximum exceeds the shape enqueued.
 template <typename T>
-void enqueueCheck(IPluginV3* plugin, OpCase const& op, DataType type) {
+void enqueueCheck(IPluginV3* plugin, OpCase const& op, DataType type, bool dynamic) {
     const bool half = type == DataType::kHALF;
     auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
     auto* rt = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
@@ -175,8 +207,11 @@ void enqueueCheck(IPluginV3* plugin, OpCase const& op, DataType type) {
         ocrnet::attentionReference(a, host[0].data(), host[1].data(), host[2].data(), want.data());
     }
     const int32_t nbIn = static_cast<int32_t>(in.size());
+    if (dynamic) makeDynamic(op, dynIn);
     bool ok = build->configurePlugin(dynIn.data(), nbIn, &dynOut, 1) == 0 && rt->onShapeChange(in.data(), nbIn, &out, 1) == 0;
     const size_t wsBytes = build->getWorkspaceSize(dynIn.data(), nbIn, &dynOut, 1);
+    const bool gather = std::strcmp(op.name, "OcrSpatialGather") == 0;
+    if (gather) ok = ok && wsBytes > 0;
     DeviceBuffer<unsigned char> ws(wsBytes);
     ws.poison();
     std::vector<DeviceBuffer<T>*> bufs;
@@ -197,8 +232,8 @@ void enqueueCheck(IPluginV3* plugin, OpCase const& op, DataType type) {
     const double tol = half ? 2e-3 : 1e-5;
     for (auto* b : bufs) delete b;
     char msg[160];
-    std::snprintf(msg, sizeof msg, "%s enqueue %s vs C++ reference: rel_l2 %.3e (tol %.0e)", op.name,
-                  half ? "f16" : "f32", err, tol);
+    std::snprintf(msg, sizeof msg, "%s enqueue %s%s vs C++ reference: rel_l2 %.3e (tol %.0e)", op.name,
+                  half ? "f16" : "f32", dynamic ? " (dynamic profile, workspace from its maximum)" : "", err, tol);
     check(ok && err <= tol, msg);
 }
 
@@ -281,9 +316,32 @@ void checkCreator(IPluginCreatorV3One* creator, OpCase const& op, CountingLogger
     }
     check(shapeOk, name + ": getOutputShapes (fake IExprBuilder)");
 
+    // A profile admitting K up to 80 is refused at configure time, naming K and the profile; up to 64 is not.
+    for (int64_t maxK : {int64_t{80}, int64_t{64}}) {
+        std::vector<DynamicPluginTensorDesc> io;
+        for (auto const& d : op.inputs) io.push_back(dyn(d, DataType::kFLOAT));
+        for (auto [input, dim] : regionDims(op)) {
+            io[input].desc.dims.d[dim] = -1;
+            io[input].max.d[dim] = maxK;
+        }
+        DynamicPluginTensorDesc o = dyn(op.output, DataType::kFLOAT);
+        const int before = logger.errors;
+        const int32_t rc = build->configurePlugin(io.data(), nbIn, &o, 1);
+        if (maxK > 64) {
+            check(rc != 0 && logger.errors > before &&
+                      logger.last.find("K = 80") != std::string::npos &&
+                      logger.last.find("profile") != std::string::npos,
+                  name + ": configurePlugin refuses a profile with K up to 80 (" + logger.last + ")");
+        } else {
+            check(rc == 0 && logger.errors == before, name + ": configurePlugin accepts a profile with K up to 64");
+        }
+    }
+
     if (haveCudaDevice()) {
-        enqueueCheck<float>(plugin, op, DataType::kFLOAT);
-        enqueueCheck<__half>(plugin, op, DataType::kHALF);
+        for (bool dynamic : {false, true}) {
+            enqueueCheck<float>(plugin, op, DataType::kFLOAT, dynamic);
+            enqueueCheck<__half>(plugin, op, DataType::kHALF, dynamic);
+        }
     } else {
         std::printf("skip  %s: enqueue (no CUDA device)\n", op.name);
     }

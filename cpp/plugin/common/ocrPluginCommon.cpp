@@ -32,6 +32,14 @@ void log(nvinfer1::ILogger::Severity severity, std::string const& message) noexc
 
 void logError(std::string const& message) noexcept { log(nvinfer1::ILogger::Severity::kERROR, message); }
 
+void logError(char const* op, char const* message) noexcept {
+    try {
+        logError(std::string(op) + ": " + message);
+    } catch (...) {
+        std::fprintf(stderr, "[ocrnet plugins] %s: %s\n", op, message);
+    }
+}
+
 std::string parseScale(char const* pluginName, nvinfer1::PluginFieldCollection const* fc, float fallback,
                        float& out) noexcept {
     try {

@@ -18,6 +18,9 @@ constexpr char const* kScaleField = "scale";
 // Logs through the logger found by setLoggerFinder, else to stderr. Never throws.
 void log(nvinfer1::ILogger::Severity severity, std::string const& message) noexcept;
 void logError(std::string const& message) noexcept;
+// "<op>: <message>", the string built inside the function: for noexcept entry points that would otherwise
+// build it where a std::bad_alloc would terminate the process.
+void logError(char const* op, char const* message) noexcept;
 
 // Remembered by the exported setLoggerFinder (ocrPluginLibrary.cpp).
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;

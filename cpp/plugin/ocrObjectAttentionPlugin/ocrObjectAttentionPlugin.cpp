@@ -1,5 +1,6 @@
 #include "ocrObjectAttentionPlugin.h"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -38,8 +39,29 @@ std::string attentionParamsFromDims(nvinfer1::Dims const& query, nvinfer1::Dims 
     p.w = query.d[3];
     p.scale = scale;
     std::string err = validate(p);
-    if (!err.empty()) return std::string(kName) + ": " + err;
+    if (!err.empty()) return err;  // validate() names the op
     out = p;
+    return {};
+}
+
+std::string attentionBoundFromProfile(nvinfer1::Dims const& queryMax, nvinfer1::Dims const& keyMax,
+                                      nvinfer1::Dims const& valueMax, float scale, AttentionParams& out) {
+    if (queryMax.nbDims != 4 || keyMax.nbDims != 4 || valueMax.nbDims != 4) {
+        return std::string(kName) + ": query, key and value must be 4-D, got profile maxima " +
+               dimsToString(queryMax) + ", " + dimsToString(keyMax) + " and " + dimsToString(valueMax);
+    }
+    // N and Ck (all three inputs) and K (key and value) are one value each at run time (onShapeChange checks
+    // that), but the profile may carry them as separate dimensions with their own maxima: the largest bounds all.
+    nvinfer1::Dims q = queryMax;
+    nvinfer1::Dims k = keyMax;
+    for (int32_t i : {0, 1}) q.d[i] = k.d[i] = std::max({queryMax.d[i], keyMax.d[i], valueMax.d[i]});
+    k.d[2] = std::max(keyMax.d[2], valueMax.d[2]);
+    k.d[3] = std::max(keyMax.d[3], valueMax.d[3]);
+    std::string err = attentionParamsFromDims(q, k, k, scale, out);
+    if (!err.empty()) {
+        return err + " (at the optimization profile's maximum shapes query " + dimsToString(queryMax) + ", key " +
+               dimsToString(keyMax) + ", value " + dimsToString(valueMax) + ")";
+    }
     return {};
 }
 
@@ -65,7 +87,7 @@ nvinfer1::IPluginV3* OcrObjectAttentionPlugin::clone() noexcept {
     } catch (std::exception const& e) {
         logError(std::string(kName) + ": clone failed: " + e.what());
     } catch (...) {
-        logError(std::string(kName) + ": clone failed");
+        logError(kName, "clone failed");
     }
     return nullptr;
 }
@@ -80,7 +102,7 @@ int32_t OcrObjectAttentionPlugin::getOutputDataTypes(nvinfer1::DataType* outputT
                                                    nvinfer1::DataType const* inputTypes,
                                                    int32_t nbInputs) const noexcept {
     if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != 1 || nbInputs != kNbInputs) {
-        logError(std::string(kName) + ": getOutputDataTypes expects 3 inputs and 1 output");
+        logError(kName, "getOutputDataTypes expects 3 inputs and 1 output");
         return -1;
     }
     // All inputs share one type (supportsFormatCombination); the context is produced in it.
@@ -93,7 +115,7 @@ int32_t OcrObjectAttentionPlugin::getOutputShapes(nvinfer1::DimsExprs const* inp
                                                 int32_t nbOutputs, nvinfer1::IExprBuilder&) noexcept {
     if (inputs == nullptr || outputs == nullptr || nbInputs != kNbInputs || nbOutputs != 1 ||
         inputs[kQuery].nbDims != 4) {
-        logError(std::string(kName) + ": getOutputShapes expects a 4-D query and one output");
+        logError(kName, "getOutputShapes expects a 4-D query and one output");
         return -1;
     }
     // The context has the query's shape [N, Ck, H, W].
@@ -115,25 +137,22 @@ int32_t OcrObjectAttentionPlugin::configurePlugin(nvinfer1::DynamicPluginTensorD
                                                 nvinfer1::DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept {
     try {
         if (in == nullptr || nbInputs != kNbInputs || nbOutputs != 1) {
-            logError(std::string(kName) + ": configurePlugin expects 3 inputs and 1 output");
+            logError(kName, "configurePlugin expects 3 inputs and 1 output");
             return -1;
         }
-        // Dynamic dimensions (-1) are checked when the real shapes arrive in onShapeChange.
-        nvinfer1::Dims const& q = in[kQuery].desc.dims;
-        nvinfer1::Dims const& k = in[kKey].desc.dims;
-        if (q.nbDims != 4 || k.nbDims != 4 || in[kValue].desc.dims.nbDims != 4) {
-            logError(std::string(kName) + ": inputs must be 4-D, got query " + dimsToString(q) + " and key " +
-                     dimsToString(k));
-            return -1;
-        }
-        if (k.d[2] > kMaxRegions) {
-            logError(std::string(kName) + ": at most " + std::to_string(kMaxRegions) + " regions, got " +
-                     std::to_string(k.d[2]));
+        // The profile's maximum shapes bound every shape TensorRT will run: a dynamic K beyond 64 or a corrupt
+        // extent is refused here, at build time, rather than by every enqueue. Each real shape is checked
+        // again in onShapeChange.
+        AttentionParams bound;
+        std::string err =
+            attentionBoundFromProfile(in[kQuery].max, in[kKey].max, in[kValue].max, mScale, bound);
+        if (!err.empty()) {
+            logError(err);
             return -1;
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": configurePlugin failed");
+        logError(kName, "configurePlugin failed");
         return -1;
     }
 }
@@ -155,7 +174,7 @@ int32_t OcrObjectAttentionPlugin::onShapeChange(nvinfer1::PluginTensorDesc const
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": onShapeChange failed");
+        logError(kName, "onShapeChange failed");
         return -1;
     }
 }
@@ -190,7 +209,7 @@ int32_t OcrObjectAttentionPlugin::enqueue(nvinfer1::PluginTensorDesc const* inpu
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": enqueue failed");
+        logError(kName, "enqueue failed");
         return -1;
     }
 }
@@ -208,7 +227,7 @@ nvinfer1::PluginFieldCollection const* OcrObjectAttentionPlugin::getFieldsToSeri
         mFieldCollection.fields = mFields.data();
         return &mFieldCollection;
     } catch (...) {
-        logError(std::string(kName) + ": getFieldsToSerialize failed");
+        logError(kName, "getFieldsToSerialize failed");
         return nullptr;
     }
 }
@@ -242,7 +261,7 @@ nvinfer1::IPluginV3* OcrObjectAttentionPluginCreator::createPlugin(char const* n
     } catch (std::exception const& e) {
         logError(std::string(kName) + ": createPlugin failed: " + e.what());
     } catch (...) {
-        logError(std::string(kName) + ": createPlugin failed");
+        logError(kName, "createPlugin failed");
     }
     return nullptr;
 }

@@ -90,5 +90,10 @@ private:
 std::string attentionParamsFromDims(nvinfer1::Dims const& query, nvinfer1::Dims const& key, nvinfer1::Dims const& value,
                                     float scale, AttentionParams& out);
 
+// The largest sizes the optimization profile admits (DynamicPluginTensorDesc::max of the inputs), validated:
+// what configurePlugin checks.
+std::string attentionBoundFromProfile(nvinfer1::Dims const& queryMax, nvinfer1::Dims const& keyMax,
+                                      nvinfer1::Dims const& valueMax, float scale, AttentionParams& out);
+
 }  // namespace plugin
 }  // namespace ocrnet

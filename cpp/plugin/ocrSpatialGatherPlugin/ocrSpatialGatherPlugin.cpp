@@ -1,5 +1,6 @@
 #include "ocrSpatialGatherPlugin.h"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -33,8 +34,27 @@ std::string gatherParamsFromDims(nvinfer1::Dims const& probs, nvinfer1::Dims con
     p.w = probs.d[3];
     p.scale = scale;
     std::string err = validate(p);
-    if (!err.empty()) return std::string(kName) + ": " + err;
+    if (!err.empty()) return err;  // validate() names the op
     out = p;
+    return {};
+}
+
+std::string gatherBoundFromProfile(nvinfer1::Dims const& probsMax, nvinfer1::Dims const& featsMax, float scale,
+                                   GatherParams& out) {
+    if (probsMax.nbDims != 4 || featsMax.nbDims != 4) {
+        return std::string(kName) + ": probs and feats must be 4-D NCHW, got profile maxima " +
+               dimsToString(probsMax) + " and " + dimsToString(featsMax);
+    }
+    // N, H and W are one value at run time (onShapeChange checks that), but the profile may carry them as
+    // separate dimensions with their own maxima: the larger bounds both.
+    nvinfer1::Dims probs = probsMax;
+    nvinfer1::Dims feats = featsMax;
+    for (int32_t i : {0, 2, 3}) probs.d[i] = feats.d[i] = std::max(probsMax.d[i], featsMax.d[i]);
+    std::string err = gatherParamsFromDims(probs, feats, scale, out);
+    if (!err.empty()) {
+        return err + " (at the optimization profile's maximum shapes probs " + dimsToString(probsMax) + ", feats " +
+               dimsToString(featsMax) + ")";
+    }
     return {};
 }
 
@@ -60,7 +80,7 @@ nvinfer1::IPluginV3* OcrSpatialGatherPlugin::clone() noexcept {
     } catch (std::exception const& e) {
         logError(std::string(kName) + ": clone failed: " + e.what());
     } catch (...) {
-        logError(std::string(kName) + ": clone failed");
+        logError(kName, "clone failed");
     }
     return nullptr;
 }
@@ -75,7 +95,7 @@ int32_t OcrSpatialGatherPlugin::getOutputDataTypes(nvinfer1::DataType* outputTyp
                                                    nvinfer1::DataType const* inputTypes,
                                                    int32_t nbInputs) const noexcept {
     if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != 1 || nbInputs != kNbInputs) {
-        logError(std::string(kName) + ": getOutputDataTypes expects 2 inputs and 1 output");
+        logError(kName, "getOutputDataTypes expects 2 inputs and 1 output");
         return -1;
     }
     // Both inputs share one type (supportsFormatCombination); the context is produced in it.
@@ -88,7 +108,7 @@ int32_t OcrSpatialGatherPlugin::getOutputShapes(nvinfer1::DimsExprs const* input
                                                 int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept {
     if (inputs == nullptr || outputs == nullptr || nbInputs != kNbInputs || nbOutputs != 1 ||
         inputs[kProbs].nbDims != 4 || inputs[kFeats].nbDims != 4) {
-        logError(std::string(kName) + ": getOutputShapes expects two 4-D inputs and one output");
+        logError(kName, "getOutputShapes expects two 4-D inputs and one output");
         return -1;
     }
     // context [N, C, K, 1]: N from probs, C from feats, K from probs.
@@ -115,24 +135,21 @@ int32_t OcrSpatialGatherPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDes
                                                 nvinfer1::DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept {
     try {
         if (in == nullptr || nbInputs != kNbInputs || nbOutputs != 1) {
-            logError(std::string(kName) + ": configurePlugin expects 2 inputs and 1 output");
+            logError(kName, "configurePlugin expects 2 inputs and 1 output");
             return -1;
         }
-        // Dynamic dimensions (-1) are checked when the real shapes arrive in onShapeChange.
-        nvinfer1::Dims const& a = in[kProbs].desc.dims;
-        nvinfer1::Dims const& b = in[kFeats].desc.dims;
-        if (a.nbDims != 4 || b.nbDims != 4) {
-            logError(std::string(kName) + ": inputs must be 4-D, got " + dimsToString(a) + " and " + dimsToString(b));
-            return -1;
-        }
-        if (a.d[1] > kMaxRegions) {
-            logError(std::string(kName) + ": at most " + std::to_string(kMaxRegions) + " regions, got " +
-                     std::to_string(a.d[1]));
+        // The profile's maximum shapes bound every shape TensorRT will run: a dynamic K beyond 64 or a corrupt
+        // extent is refused here, at build time, rather than by every enqueue. Each real shape is checked
+        // again in onShapeChange.
+        GatherParams bound;
+        std::string err = gatherBoundFromProfile(in[kProbs].max, in[kFeats].max, mScale, bound);
+        if (!err.empty()) {
+            logError(err);
             return -1;
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": configurePlugin failed");
+        logError(kName, "configurePlugin failed");
         return -1;
     }
 }
@@ -140,12 +157,21 @@ int32_t OcrSpatialGatherPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDes
 size_t OcrSpatialGatherPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
                                                 nvinfer1::DynamicPluginTensorDesc const*, int32_t) const noexcept {
     try {
-        if (inputs == nullptr || nbInputs != kNbInputs) return 0;
+        if (inputs == nullptr || nbInputs != kNbInputs) {
+            logError(kName, "getWorkspaceSize expects 2 inputs");
+            return 0;
+        }
         // The split-K partials grow with N, C, K and H*W: the profile's maximum bounds every shape it admits.
         GatherParams p;
-        if (!gatherParamsFromDims(inputs[kProbs].max, inputs[kFeats].max, mScale, p).empty()) return 0;
+        std::string err = gatherBoundFromProfile(inputs[kProbs].max, inputs[kFeats].max, mScale, p);
+        if (!err.empty()) {
+            // configurePlugin refused these shapes already; say why the workspace is empty anyway.
+            logError(err);
+            return 0;
+        }
         return gatherWorkspaceSize(p);
     } catch (...) {
+        logError(kName, "getWorkspaceSize failed");
         return 0;
     }
 }
@@ -162,7 +188,7 @@ int32_t OcrSpatialGatherPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* 
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": onShapeChange failed");
+        logError(kName, "onShapeChange failed");
         return -1;
     }
 }
@@ -196,7 +222,7 @@ int32_t OcrSpatialGatherPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputD
         }
         return 0;
     } catch (...) {
-        logError(std::string(kName) + ": enqueue failed");
+        logError(kName, "enqueue failed");
         return -1;
     }
 }
@@ -214,7 +240,7 @@ nvinfer1::PluginFieldCollection const* OcrSpatialGatherPlugin::getFieldsToSerial
         mFieldCollection.fields = mFields.data();
         return &mFieldCollection;
     } catch (...) {
-        logError(std::string(kName) + ": getFieldsToSerialize failed");
+        logError(kName, "getFieldsToSerialize failed");
         return nullptr;
     }
 }
@@ -248,7 +274,7 @@ nvinfer1::IPluginV3* OcrSpatialGatherPluginCreator::createPlugin(char const* nam
     } catch (std::exception const& e) {
         logError(std::string(kName) + ": createPlugin failed: " + e.what());
     } catch (...) {
-        logError(std::string(kName) + ": createPlugin failed");
+        logError(kName, "createPlugin failed");
     }
     return nullptr;
 }

@@ -88,5 +88,10 @@ private:
 std::string gatherParamsFromDims(nvinfer1::Dims const& probs, nvinfer1::Dims const& feats, float scale,
                                  GatherParams& out);
 
+// The largest sizes the optimization profile admits (DynamicPluginTensorDesc::max of both inputs), validated:
+// what configurePlugin checks and getWorkspaceSize sizes the workspace for.
+std::string gatherBoundFromProfile(nvinfer1::Dims const& probsMax, nvinfer1::Dims const& featsMax, float scale,
+                                   GatherParams& out);
+
 }  // namespace plugin
 }  // namespace ocrnet
