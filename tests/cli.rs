@@ -637,3 +637,75 @@ fn bench_calib_measures_ours_and_names_a_missing_peer() {
     let npy = ocrnet_edge::npy::read(&keep.join("inputs.npy")).unwrap();
     assert_eq!(npy.shape, vec![2, 3, 128, 256]);
 }
+
+/// `report --model` on a dynamic model with images of two sizes: the FP16 graph is built for the first
+/// image's size, so FP32 runs at that size too; otherwise the FP32-vs-FP16 agreement on the second image
+/// would measure the resize, not the precision.
+#[test]
+fn report_on_a_dynamic_model_runs_every_precision_at_one_size() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = root.join("calibration/sample");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (images, gt) = (
+        data.join("leftImg8bit/val/frankfurt"),
+        data.join("gtFine/val/frankfurt"),
+    );
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&gt).unwrap();
+    // The first image at 96x192, which the FP16 graph is built for; the second as it is (256x512).
+    for (i, stem) in ["frankfurt_000000_000000", "frankfurt_000000_000019"]
+        .iter()
+        .enumerate()
+    {
+        let img =
+            image::open(sample.join(format!("leftImg8bit/val/frankfurt/{stem}_leftImg8bit.png")))
+                .unwrap();
+        let label =
+            image::open(sample.join(format!("gtFine/val/frankfurt/{stem}_gtFine_labelIds.png")))
+                .unwrap();
+        let (img, label) = if i == 0 {
+            (
+                img.resize_exact(192, 96, image::imageops::FilterType::Triangle),
+                label.resize_exact(192, 96, image::imageops::FilterType::Nearest),
+            )
+        } else {
+            (img, label)
+        };
+        img.save(images.join(format!("{stem}_leftImg8bit.png")))
+            .unwrap();
+        label
+            .save(gt.join(format!("{stem}_gtFine_labelIds.png")))
+            .unwrap();
+    }
+    let out_dir = dir.path().join("report");
+    let model = fixture("legacy_dynamic_opset17");
+    let out = ocrnet(&[
+        "report",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--precisions",
+        "fp32,fp16",
+        "--latency-runs",
+        "0",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["data"]["images"], 2);
+    assert_eq!(
+        r["input_hw"],
+        serde_json::json!([96, 192]),
+        "{}",
+        r["input_hw"]
+    );
+    // FP16 against FP32 at the same size: only rounding separates them (0.995 here; with FP32 at the
+    // second image's own size, 0.25).
+    let agreement = r["precisions"][1]["agreement_with_fp32"].as_f64().unwrap();
+    assert!(agreement > 0.98, "fp16 agreement with fp32: {agreement}");
+}

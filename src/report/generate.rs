@@ -129,7 +129,11 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
     let mut precisions = vec![Precision::Fp32];
     precisions.extend(req.precisions.iter().filter(|p| **p != Precision::Fp32));
 
-    let (source_name, models) = models(req, &dataset, &precisions, progress)?;
+    let Models {
+        name: source_name,
+        files: models,
+        pin,
+    } = models(req, &dataset, &precisions, progress)?;
     let mixed_precision = match &req.source {
         Source::Recipe { recipe, artifacts } => {
             let dir = artifacts
@@ -142,8 +146,16 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
     progress.stage("loading the graphs");
     let backends = models
         .iter()
-        .map(|m| open(req.backend, m))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|m| {
+            let b = open(req.backend, m)?;
+            Ok(match pin {
+                // A dynamic model runs at the size its lower precisions were built for, so that the
+                // report compares precisions and not resolutions.
+                Some(hw) if b.input_hw().is_none() => Box::new(Pinned { inner: b, hw }),
+                _ => b,
+            })
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
     let refs: Vec<&dyn Backend> = backends.iter().map(|b| b.as_ref()).collect();
 
     progress.stage("evaluating");
@@ -342,6 +354,24 @@ fn open(kind: BackendKind, model: &Path) -> Result<Box<dyn Backend>, ReportError
     Ok(backend::open(kind, model, ExecOptions::default())?)
 }
 
+/// A dynamic-size model fed at one fixed size: every image is resized to `hw`, as for a static model.
+struct Pinned {
+    inner: Box<dyn Backend>,
+    hw: (u32, u32),
+}
+
+impl Backend for Pinned {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn input_hw(&self) -> Option<(u32, u32)> {
+        Some(self.hw)
+    }
+    fn infer(&self, input: crate::tensor::Tensor) -> Result<crate::tensor::Tensor, BackendError> {
+        self.inner.infer(input)
+    }
+}
+
 /// Two untimed inferences, then `runs` timed ones, one at a time.
 fn time(
     b: &dyn Backend,
@@ -363,13 +393,23 @@ fn time(
     Ok(LatencyStats::of(&samples, wall.elapsed().as_secs_f64()).expect("runs > 0"))
 }
 
-/// The model file of each precision, in `precisions`' order, and the name the report goes by.
+/// What a report runs.
+struct Models {
+    /// The name the report goes by.
+    name: String,
+    /// The model file of each precision, in `precisions`' order.
+    files: Vec<PathBuf>,
+    /// The input size a dynamic FP32 model must run at to match graphs built for one size (`--model`
+    /// with lower precisions).
+    pin: Option<(u32, u32)>,
+}
+
 fn models(
     req: &Request,
     dataset: &Dataset,
     precisions: &[Precision],
     progress: &dyn ReportProgress,
-) -> Result<(String, Vec<PathBuf>), ReportError> {
+) -> Result<Models, ReportError> {
     match &req.source {
         Source::Recipe { recipe, artifacts } if req.backend == BackendKind::Trt => {
             // Engines are built by `compile` in a TensorRT build; a report does not build them.
@@ -390,7 +430,11 @@ fn models(
                     ),
                 });
             }
-            Ok((recipe.source_name.clone(), files))
+            Ok(Models {
+                name: recipe.source_name.clone(),
+                files,
+                pin: None,
+            })
         }
         Source::Model(path) if req.backend == BackendKind::Trt && precisions.len() > 1 => {
             Err(ReportError::Model {
@@ -418,19 +462,31 @@ fn models(
                 r.measure_accuracy = false;
                 pipeline::compile(&r, Some(&dir), &Stages(progress))?;
             }
-            Ok((recipe.source_name.clone(), files))
+            Ok(Models {
+                name: recipe.source_name.clone(),
+                files,
+                pin: None,
+            })
         }
         Source::Model(path) => {
             let dir = req.out_dir.join("graphs");
             if precisions.len() == 1 {
-                return Ok((path.display().to_string(), vec![path.clone()]));
+                return Ok(Models {
+                    name: path.display().to_string(),
+                    files: vec![path.clone()],
+                    pin: None,
+                });
             }
-            let recipe = model_recipe(path, dataset, &req.data, &req.split, precisions, &dir)?;
+            let (recipe, hw) = model_recipe(path, dataset, &req.data, &req.split, precisions, &dir)?;
             pipeline::compile(&recipe, Some(&dir), &Stages(progress))?;
             let mut files = artifact_files(true, &dir, precisions);
             // FP32 runs the model as given, not our rewrite of it.
             files[0] = path.clone();
-            Ok((path.display().to_string(), files))
+            Ok(Models {
+                name: path.display().to_string(),
+                files,
+                pin: Some(hw),
+            })
         }
     }
 }
@@ -464,7 +520,7 @@ pub fn artifact_files(fused: bool, dir: &Path, precisions: &[Precision]) -> Vec<
 }
 
 /// A recipe for a bare model: its own input (static size, or the first image's size when dynamic), the
-/// requested lower precisions, and calibration on the data.
+/// requested lower precisions, and calibration on the data; and that input size.
 fn model_recipe(
     path: &Path,
     dataset: &Dataset,
@@ -472,7 +528,7 @@ fn model_recipe(
     split: &str,
     precisions: &[Precision],
     out: &Path,
-) -> Result<Recipe, ReportError> {
+) -> Result<(Recipe, (u32, u32)), ReportError> {
     let model_error = |reason: String| ReportError::Model {
         model: path.to_path_buf(),
         reason,
@@ -527,5 +583,5 @@ fn model_recipe(
         Path::new(""),
     )?;
     recipe.measure_accuracy = false;
-    Ok(recipe)
+    Ok((recipe, (h, w)))
 }
