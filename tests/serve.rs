@@ -924,6 +924,19 @@ fn shutdown_drains_accepted_requests() {
     handle.shutdown().unwrap();
 }
 
+/// A SIGTERM during a slow warm-up: the warm-up finishing afterwards must not report the draining
+/// service ready, neither on /readyz nor in the `ocrnet_edge_ready` gauge.
+#[test]
+fn a_warm_up_that_ends_after_shutdown_leaves_the_service_unready() {
+    let service = Service::new(Arc::new(Stripes::new()), Options::default());
+    let handle = serve::spawn(service.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    handle.shutdown().unwrap();
+    service.warm_up().unwrap();
+    assert!(!service.is_ready());
+    let text = service.metrics().encode();
+    assert!(text.contains("ocrnet_edge_ready 0\n"), "{text}");
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The fixture model on the CPU backend, and the binary
 
@@ -1093,7 +1106,22 @@ fn startup_errors_exit_1_with_a_clear_message() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`bind`"), "{err}");
+    assert!(err.contains("`bind` (--bind)"), "{err}");
+
+    // A value from a flag: the message names the flag beside the config field.
+    let out = run(&[
+        "serve",
+        "--model",
+        m.to_str().unwrap(),
+        "--body-limit",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`body_limit_bytes` (--body-limit): 10 is out of range"),
+        "{err}"
+    );
 }
 
 /// A model that loads but cannot segment (a 1-D toy graph): the warm-up fails, the daemon stops serving

@@ -59,12 +59,30 @@ pub enum ConfigError {
         source_name: String,
         message: String,
     },
-    #[error("{source_name}: field `{field}`: {message}")]
+    #[error("{source_name}: field `{field}`{}: {message}", flag_hint(field))]
     Field {
         source_name: String,
         field: &'static str,
         message: String,
     },
+}
+
+/// " (--flag)" for a field that also has a command-line flag, since the value may have come from either.
+fn flag_hint(field: &str) -> String {
+    let flag = match field {
+        "model" => "--model",
+        "backend" => "--backend",
+        "bind" => "--bind",
+        "threads" => "--threads",
+        "queue_depth" => "--queue-depth",
+        "workers" => "--workers",
+        "body_limit_bytes" => "--body-limit",
+        "max_pixels" => "--max-pixels",
+        "request_timeout_ms" => "--request-timeout-ms",
+        "bearer_token_file" => "--bearer-token-file",
+        _ => return String::new(),
+    };
+    format!(" ({flag})")
 }
 
 impl ServeConfig {

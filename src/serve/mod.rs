@@ -138,6 +138,10 @@ impl Service {
         let took = start.elapsed();
         self.shared.ready.store(true, Ordering::SeqCst);
         self.shared.metrics.ready.set(1);
+        // A shutdown that began during the warm-up set the gauge to 0 already; it stays 0, as /readyz is.
+        if self.shared.draining.load(Ordering::SeqCst) {
+            self.shared.metrics.ready.set(0);
+        }
         log::info!("warm-up inference ({w}x{h}) took {took:.2?}; ready");
         Ok(took)
     }
