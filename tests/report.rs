@@ -182,6 +182,80 @@ fn evaluation_accumulates_one_matrix_per_backend_over_the_split() {
     );
 }
 
+/// Answers road everywhere after `delay`, claims `peak` bytes per inference, and records the most
+/// inferences that were ever in flight at once.
+struct Counting {
+    peak: usize,
+    delay: std::time::Duration,
+    active: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn new(peak: usize) -> Self {
+        Counting {
+            peak,
+            delay: std::time::Duration::from_millis(40),
+            active: Default::default(),
+            most: Default::default(),
+        }
+    }
+}
+
+impl Backend for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    fn input_hw(&self) -> Option<(u32, u32)> {
+        None
+    }
+    fn infer(&self, _input: Tensor) -> Result<Tensor, BackendError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.active.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(self.delay);
+        self.active.fetch_sub(1, SeqCst);
+        Ok(Tensor::vec_f32(vec![1, K, 4, 6], vec![0.0; K * 24]).unwrap())
+    }
+    fn last_peak_bytes(&self) -> Option<usize> {
+        Some(self.peak)
+    }
+}
+
+/// The number of images in flight follows the memory one inference takes: a backend whose peak exceeds
+/// the machine's memory runs one image at a time (rather than one per thread, each holding that peak);
+/// a small one runs several at once.
+#[test]
+fn images_in_flight_are_bounded_by_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("leftImg8bit/val/testcity");
+    let gt = dir.path().join("gtFine/val/testcity");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&gt).unwrap();
+    for i in 0..8 {
+        image::RgbImage::new(6, 4)
+            .save(images.join(format!("x{i}_leftImg8bit.png")))
+            .unwrap();
+        std::fs::copy(
+            data("a_gtFine_labelIds.png"),
+            gt.join(format!("x{i}_gtFine_labelIds.png")),
+        )
+        .unwrap();
+    }
+    let dataset = Dataset::open(dir.path(), Some("val")).unwrap();
+    let huge = Counting::new(usize::MAX / 4);
+    let eval = evaluate(&dataset, &[&huge], &EvalOptions::default()).unwrap();
+    assert_eq!(eval.images, 8);
+    assert_eq!(huge.most.into_inner(), 1, "one image at a time");
+
+    if rayon::current_num_threads() >= 2 {
+        let small = Counting::new(1 << 10);
+        let eval = evaluate(&dataset, &[&small], &EvalOptions::default()).unwrap();
+        assert_eq!(eval.images, 8);
+        assert!(small.most.into_inner() >= 2, "several images at once");
+    }
+}
+
 fn report(thresholds: &Thresholds, baseline: Option<(&str, &Report)>) -> Report {
     let mut perfect = ConfusionMatrix::new(K);
     for p in ["a", "b"] {

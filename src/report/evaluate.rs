@@ -1,12 +1,16 @@
 //! Runs several backends (one per precision) over a labelled split and accumulates what a report needs:
 //! one confusion matrix per backend, pixel agreement with the first backend (FP32), and the class maps of a
 //! few sample images for the overlays. Images are evaluated in parallel; each worker folds its images into
-//! its own matrices, so memory depends on the number of workers, never on the number of images.
+//! its own matrices, so memory depends on the number of workers, never on the number of images. The number
+//! of workers is sized from memory: the first image runs alone, and the backends' peak on it
+//! ([`Backend::last_peak_bytes`]) against the memory available bounds how many run at once
+//! ([`crate::runtime::memory::images_at_once`]).
 
 use super::ConfusionMatrix;
 use crate::data::cityscapes::{Dataset, DatasetError, Sample};
 use crate::data::ImageLimits;
 use crate::runtime::backend::{Backend, BackendError};
+use crate::runtime::memory;
 use crate::runtime::postprocess::class_map;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -53,6 +57,8 @@ pub enum EvalError {
     Empty,
     #[error("nothing to evaluate: no backend given")]
     NoBackends,
+    #[error("building the evaluation's thread pool: {0}")]
+    Threads(String),
 }
 
 /// One sample image and each backend's class map of it, subsampled to at most [`SAMPLE_MAX_SIDE`].
@@ -95,6 +101,8 @@ pub struct EvalOptions<'a> {
     pub limits: ImageLimits,
     /// Called once per image evaluated (a progress bar).
     pub on_image: Option<&'a (dyn Fn() + Sync)>,
+    /// Images evaluated at once; 0 sizes it from the first image's memory peak and the memory available.
+    pub parallel: usize,
 }
 
 impl Default for EvalOptions<'_> {
@@ -104,6 +112,7 @@ impl Default for EvalOptions<'_> {
             keep_samples: 3,
             limits: ImageLimits::default(),
             on_image: None,
+            parallel: 0,
         }
     }
 }
@@ -157,21 +166,60 @@ pub fn evaluate(
         return Err(EvalError::NoLabels(s.image.clone()));
     }
     let n = backends.len();
-    let partial = dataset
-        .samples
-        .par_iter()
-        .enumerate()
-        .try_fold(
-            || Partial::new(n, opts.classes),
-            |mut acc, (index, sample)| {
-                evaluate_one(dataset, sample, index, backends, opts, &mut acc)?;
-                if let Some(f) = &opts.on_image {
-                    f();
-                }
-                Ok::<_, EvalError>(acc)
-            },
-        )
-        .try_reduce(|| Partial::new(n, opts.classes), |a, b| Ok(a.merge(b)))?;
+    let one = |index: usize, acc: &mut Partial| -> Result<(), EvalError> {
+        evaluate_one(dataset, &dataset.samples[index], index, backends, opts, acc)?;
+        if let Some(f) = &opts.on_image {
+            f();
+        }
+        Ok(())
+    };
+    let threads = rayon::current_num_threads();
+    let mut first = Partial::new(n, opts.classes);
+    let mut start = 0;
+    let parallel = if opts.parallel > 0 {
+        opts.parallel
+    } else if dataset.samples.len() > 1 && threads > 1 {
+        // The first image alone: then the backends know what one image takes.
+        one(0, &mut first)?;
+        start = 1;
+        let per_image = backends.iter().filter_map(|b| b.last_peak_bytes()).max();
+        let available = memory::available_bytes();
+        let parallel = memory::images_at_once(per_image, available, threads);
+        let mb = |b: u64| b >> 20;
+        log::info!(
+            "evaluating {parallel} image(s) at once: {} MB per inference, {} MB available, {threads} threads",
+            per_image.map_or("?".into(), |b| mb(b as u64).to_string()),
+            available.map_or("?".into(), |b| mb(b).to_string()),
+        );
+        parallel
+    } else {
+        threads
+    };
+    let run = || {
+        (start..dataset.samples.len())
+            .into_par_iter()
+            .try_fold(
+                || Partial::new(n, opts.classes),
+                |mut acc, index| {
+                    one(index, &mut acc)?;
+                    Ok::<_, EvalError>(acc)
+                },
+            )
+            .try_reduce(|| Partial::new(n, opts.classes), |a, b| Ok(a.merge(b)))
+    };
+    // The inferences run on each backend's own threads: a narrower pool here only bounds how many
+    // images are in flight.
+    let rest = if parallel < threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(parallel)
+            .thread_name(|i| format!("ocrnet-eval-{i}"))
+            .build()
+            .map_err(|e| EvalError::Threads(e.to_string()))?
+            .install(run)?
+    } else {
+        run()?
+    };
+    let partial = first.merge(rest);
     let mut samples = partial.samples;
     samples.sort_by_key(|(i, _)| *i);
     let mut agreeing = partial.agreeing;

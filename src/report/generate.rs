@@ -169,6 +169,7 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
             keep_samples: req.keep_samples,
             limits: ImageLimits::default(),
             on_image: Some(&tick),
+            parallel: 0,
         },
     )?;
 
@@ -369,6 +370,9 @@ impl Backend for Pinned {
     }
     fn infer(&self, input: crate::tensor::Tensor) -> Result<crate::tensor::Tensor, BackendError> {
         self.inner.infer(input)
+    }
+    fn last_peak_bytes(&self) -> Option<usize> {
+        self.inner.last_peak_bytes()
     }
 }
 

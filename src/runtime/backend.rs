@@ -9,6 +9,7 @@ use crate::runtime::postprocess::{class_map, ClassMap};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +43,11 @@ pub trait Backend: Send + Sync {
     fn input_hw(&self) -> Option<(u32, u32)>;
     /// Runs one preprocessed `[1, 3, H, W]` tensor and returns the main output's logits.
     fn infer(&self, input: Tensor) -> Result<Tensor, BackendError>;
+    /// Bytes of host memory the last inference held at its peak, where the backend knows (the CPU
+    /// executor does): what an evaluation sizes the number of images at once by.
+    fn last_peak_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Opens a model on the chosen backend.
@@ -76,6 +82,8 @@ pub struct CpuBackend {
     input: String,
     output: String,
     hw: Option<(u32, u32)>,
+    /// The last run's peak activation bytes; 0 before the first.
+    last_peak: AtomicUsize,
 }
 
 impl CpuBackend {
@@ -114,6 +122,7 @@ impl CpuBackend {
             input,
             output,
             hw,
+            last_peak: AtomicUsize::new(0),
         })
     }
 }
@@ -128,13 +137,19 @@ impl Backend for CpuBackend {
     }
 
     fn infer(&self, input: Tensor) -> Result<Tensor, BackendError> {
-        let mut out = self
+        let (mut out, stats) = self
             .exec
-            .run(HashMap::from([(self.input.clone(), input)]), &[], None)
+            .run_with_stats(HashMap::from([(self.input.clone(), input)]), &[], None)
             .map_err(|e| BackendError::Inference(e.to_string()))?;
+        self.last_peak
+            .store(stats.peak_activation_bytes, Ordering::Relaxed);
         Ok(out
             .remove(&self.output)
             .expect("the executor returns every graph output"))
+    }
+
+    fn last_peak_bytes(&self) -> Option<usize> {
+        Some(self.last_peak.load(Ordering::Relaxed)).filter(|&b| b > 0)
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod agreement;
 pub mod backend;
+pub mod memory;
 pub mod postprocess;
 
 pub use backend::{open, segment, Backend, BackendError, BackendKind, CpuBackend};
