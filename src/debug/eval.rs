@@ -42,6 +42,9 @@ pub struct Evaluator {
     reference: Vec<Vec<u8>>,
     /// The FP32 graph's own scores (agreement 1).
     pub fp32: Score,
+    /// The most activation bytes one FP32 run held: what a candidate's run holds too, which sizes how
+    /// many candidates are scored at once.
+    pub peak_bytes: usize,
 }
 
 /// Reads every labelled sample of `split` under `root` at the engine's input size `hw` = (H, W).
@@ -112,9 +115,11 @@ impl Evaluator {
             classes,
             reference: Vec::new(),
             fp32: Score::default(),
+            peak_bytes: 0,
         };
         let exec = executor(fp32, "fp32", threads)?;
-        let (maps, matrix) = e.class_maps(&exec, "fp32")?;
+        let (maps, matrix, peak) = e.class_maps(&exec, "fp32")?;
+        e.peak_bytes = peak;
         let scores = matrix.scores();
         e.fp32 = Score {
             miou: scores.miou,
@@ -137,7 +142,7 @@ impl Evaluator {
 
     /// Scores a prepared executor.
     pub fn score_exec(&self, exec: &Executor, graph: &str) -> Result<Score, DebugError> {
-        let (maps, matrix) = self.class_maps(exec, graph)?;
+        let (maps, matrix, _) = self.class_maps(exec, graph)?;
         let (mut same, mut total) = (0u64, 0u64);
         for (m, r) in maps.iter().zip(&self.reference) {
             same += m.iter().zip(r).filter(|(a, b)| a == b).count() as u64;
@@ -155,7 +160,7 @@ impl Evaluator {
         &self,
         exec: &Executor,
         graph: &str,
-    ) -> Result<(Vec<Vec<u8>>, ConfusionMatrix), DebugError> {
+    ) -> Result<(Vec<Vec<u8>>, ConfusionMatrix, usize), DebugError> {
         let main = exec
             .output_names()
             .last()
@@ -170,13 +175,15 @@ impl Evaluator {
         exec.with_reused_buffers(|exec| {
             let mut matrix = ConfusionMatrix::new(self.classes);
             let mut maps = Vec::with_capacity(self.samples.len());
+            let mut peak = 0;
             for s in &self.samples {
-                let out =
-                    exec.run(s.feed.clone(), &[], None)
+                let (out, stats) =
+                    exec.run_with_stats(s.feed.clone(), &[], None)
                         .map_err(|source| DebugError::Exec {
                             graph: graph.into(),
                             source,
                         })?;
+                peak = peak.max(stats.peak_activation_bytes);
                 let logits = &out[&main];
                 let map =
                     class_map(logits, s.height, s.width).ok_or_else(|| DebugError::Logits {
@@ -187,7 +194,7 @@ impl Evaluator {
                 matrix.add(&s.labels, &map.classes);
                 maps.push(map.classes);
             }
-            Ok((maps, matrix))
+            Ok((maps, matrix, peak))
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::calib::ScaleTable;
 use crate::onnx::error::node_label;
 use crate::onnx::Model;
 use crate::passes::qdq::{self, QdqOptions};
+use crate::runtime::memory;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -265,7 +266,22 @@ fn score_all(
     sets: &[BTreeSet<String>],
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Score>, DebugError> {
-    let pool = pool(opts.threads)?;
+    // Each candidate in flight holds its Q/DQ graph, its executor's weights and one run's activations:
+    // as many at once as fit in memory (W48 at 512x1024: about 1.3 GB each), at most one per thread.
+    let threads = match opts.threads {
+        0 => rayon::current_num_threads(),
+        n => n,
+    };
+    let weights = crate::onnx::stats::ModelStats::of(model).parameter_bytes;
+    let need = 2 * weights + 2 * eval.peak_bytes as u64;
+    let at_once = memory::at_once(Some(need), memory::available_bytes(), threads);
+    if at_once < threads {
+        log::info!(
+            "scoring {at_once} candidate(s) at once, not {threads}: each needs about {} MB",
+            need >> 20
+        );
+    }
+    let pool = pool(at_once)?;
     pool.install(|| {
         sets.par_iter()
             .map(|ex| {

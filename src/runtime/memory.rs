@@ -40,10 +40,15 @@ fn cgroup_headroom() -> Option<u64> {
 /// double (HRNet-W48 at 512×1024 on 2 threads: 363 MB measured peak, about 750 MB of RSS per image in
 /// flight).
 pub fn images_at_once(per_image: Option<usize>, available: Option<u64>, threads: usize) -> usize {
+    at_once(per_image.map(|b| b as u64 * 2), available, threads)
+}
+
+/// How many tasks of `need` bytes each fit in three quarters of `available`, between 1 and `threads`;
+/// `threads` when either is unknown.
+pub fn at_once(need: Option<u64>, available: Option<u64>, threads: usize) -> usize {
     let threads = threads.max(1);
-    match (per_image, available) {
+    match (need, available) {
         (Some(need), Some(avail)) if need > 0 => {
-            let need = need as u64 * 2;
             ((avail / 4 * 3 / need) as usize).clamp(1, threads)
         }
         _ => threads,
@@ -75,6 +80,8 @@ mod tests {
         assert_eq!(images_at_once(None, Some(GB), 8), 8);
         assert_eq!(images_at_once(Some(1 << 30), None, 8), 8);
         assert_eq!(images_at_once(Some(1 << 30), Some(GB), 0), 1);
+        // Tasks whose need carries its own margins: 3/4 of 16 GB in 1.3 GB pieces.
+        assert_eq!(at_once(Some(1300 << 20), Some(16 * GB), 16), 9);
     }
 
     #[test]
