@@ -21,10 +21,12 @@ fi
 echo "nvcc: $NVCC ($("$NVCC" --version | grep -o 'release [0-9.]*'))"
 
 ARCHS=${OCR_CUDA_ARCHS:-"87 90"}
+read -ra archs <<< "$ARCHS"
+[ ${#archs[@]} -gt 0 ] || { echo "build-cuda: OCR_CUDA_ARCHS names no architecture" >&2; exit 1; }
 gencode=()
-for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
+for a in "${archs[@]}"; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
 # And PTX of the last architecture, which the driver compiles for a GPU newer than all of them.
-last=${ARCHS##* }
+last=${archs[-1]}
 gencode+=(-gencode "arch=compute_$last,code=compute_$last")
 # -fPIC: the same objects go into libocrnet_plugins.so (scripts/check-tensorrt.sh).
 flags=(-std=c++17 -O3 -Xcompiler -Wall,-fPIC -Werror all-warnings "${gencode[@]}")

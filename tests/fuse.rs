@@ -82,3 +82,38 @@ fn fused_models_survive_save_and_load() {
     let v = ocr::validate::validate(&back).unwrap();
     assert_eq!(v.plugin_nodes, 2);
 }
+
+/// `compile`'s check of a fusion (`pipeline::verify_fusion`, limit `FUSION_REL_L2`) passes a correct
+/// fusion with room to spare and refuses one that is subtly wrong: the attention's scale off by a factor
+/// of two moves the outputs by far more than the limit, which sits above FP32 noise.
+#[test]
+fn compile_refuses_a_fusion_with_a_wrong_scale() {
+    use ocrnet_edge::pipeline::{verify_fusion, PipelineError, FUSION_REL_L2};
+    let plain = simplified("legacy_static_opset13");
+    let mut fused = plain.clone();
+    ocr::fuse(&mut fused).unwrap();
+    let shape = [2, 3, 64, 128];
+    let ok = verify_fusion(&plain, &fused, "input", &shape).unwrap();
+    assert!(ok.worst() < REL_L2, "{}", ok.worst());
+
+    let node = fused
+        .graph
+        .nodes
+        .iter_mut()
+        .find(|n| n.op_type() == "OcrObjectAttention")
+        .unwrap();
+    let scale = node
+        .attribute
+        .iter_mut()
+        .find(|a| a.name() == "scale")
+        .unwrap();
+    scale.f = Some(scale.f() * 2.0);
+    match verify_fusion(&plain, &fused, "input", &shape) {
+        Err(PipelineError::FusionChangedOutputs { rel_l2, limit, .. }) => {
+            assert_eq!(limit, FUSION_REL_L2);
+            // 1.5e-2 here.
+            assert!(rel_l2 > 5.0 * FUSION_REL_L2, "{rel_l2:e}");
+        }
+        other => panic!("a doubled scale must be refused, got {other:?}"),
+    }
+}

@@ -182,11 +182,11 @@ fn evaluation_accumulates_one_matrix_per_backend_over_the_split() {
     );
 }
 
-/// Answers road everywhere after `delay`, claims `peak` bytes per inference, and records the most
-/// inferences that were ever in flight at once.
+/// Answers road everywhere, claims `peak` bytes per inference, and records the most inferences that
+/// were ever in flight at once. Like the CPU executor, it works on a rayon pool of its own.
 struct Counting {
     peak: usize,
-    delay: std::time::Duration,
+    pool: rayon::ThreadPool,
     active: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
 }
@@ -195,7 +195,10 @@ impl Counting {
     fn new(peak: usize) -> Self {
         Counting {
             peak,
-            delay: std::time::Duration::from_millis(40),
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
             active: Default::default(),
             most: Default::default(),
         }
@@ -213,7 +216,13 @@ impl Backend for Counting {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.active.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
-        std::thread::sleep(self.delay);
+        self.pool.install(|| {
+            rayon::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|_| std::thread::sleep(std::time::Duration::from_millis(10)));
+                }
+            })
+        });
         self.active.fetch_sub(1, SeqCst);
         Ok(Tensor::vec_f32(vec![1, K, 4, 6], vec![0.0; K * 24]).unwrap())
     }

@@ -15,7 +15,6 @@ use crate::onnx::error::node_label;
 use crate::onnx::Model;
 use crate::passes::qdq::{self, QdqOptions};
 use crate::runtime::memory;
-use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -281,17 +280,17 @@ fn score_all(
             need >> 20
         );
     }
-    let pool = pool(at_once)?;
-    pool.install(|| {
-        sets.par_iter()
-            .map(|ex| {
-                let m = qdq_graph(model, table, &opts.qdq, ex)?;
-                let s = eval.score(&m, "candidate", 1);
-                progress.inc(1);
-                s
-            })
-            .collect()
-    })
+    // Plain threads (memory::run_bounded): a rayon worker waiting on a candidate's executor would start
+    // other candidates meanwhile, each with its own graph and weights.
+    let scored = memory::run_bounded(0..sets.len(), at_once, Vec::new, |i, acc| {
+        let m = qdq_graph(model, table, &opts.qdq, &sets[i])?;
+        acc.push((i, eval.score(&m, "candidate", 1)?));
+        progress.inc(1);
+        Ok::<_, DebugError>(())
+    })?;
+    let mut scored: Vec<(usize, Score)> = scored.into_iter().flatten().collect();
+    scored.sort_by_key(|(i, _)| *i);
+    Ok(scored.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Ranks every quantizable unit: the mIoU and agreement it wins back when it alone is kept out of an

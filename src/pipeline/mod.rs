@@ -18,7 +18,14 @@ pub const SIMPLIFIED_MODEL: &str = "model.simplified.onnx";
 /// The fused model's file name: the FP32 graph for TensorRT, with the OCR plugin nodes.
 pub const FUSED_MODEL: &str = "model.fused.onnx";
 /// The largest relative L2 change a fusion may make to any output before `compile` refuses it.
-pub const FUSION_REL_L2: f64 = 1e-5;
+///
+/// It sits between FP32 noise and a wrong fusion. The fused ops agree with the unfused graph far closer
+/// than this on the fixtures (tests/fuse.rs holds them to 1e-5), but an ill-conditioned model amplifies
+/// last-bit differences: HRNet-W48 with the exporter's random weights, at 1024×2048 on the probe input
+/// (logits up to ±1383), moves by 5.3e-5 fused against unfused, and by 9.1e-5 between this executor's
+/// unfused run and onnxruntime's. A structural mistake moves outputs by 1e-2 and more: the attention's
+/// scale off by a factor of two moves a fixture's by 1.5e-2 (`tests/fuse.rs`).
+pub const FUSION_REL_L2: f64 = 1e-3;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -307,19 +314,30 @@ fn fuse_and_verify(
     progress.stage("verifying the fusion on the CPU");
     let t = Instant::now();
     let shape: Vec<usize> = recipe.shapes.opt.iter().map(|&d| d as usize).collect();
-    let input = crate::exec::verify::probe_input(&shape, 7);
-    let agreement = crate::exec::verify::compare(
-        model,
-        &fused,
-        &recipe.input_name,
-        &input,
-        Default::default(),
-    )
-    .map_err(|source| PipelineError::Exec {
-        what: "running the unfused and fused graphs".into(),
-        source,
-    })?;
-    manifest.step("verify", t.elapsed().as_secs_f64(), &agreement);
+    let agreement = verify_fusion(model, &fused, &recipe.input_name, &shape);
+    let measured = match &agreement {
+        Ok(a) => serde_json::to_value(a).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    manifest.step("verify", t.elapsed().as_secs_f64(), measured);
+    Ok((fused, report, Some(agreement?)))
+}
+
+/// Runs `unfused` and `fused` on the probe input of `shape` (fed as `input_name`) and refuses the fusion
+/// when any output moved by more than [`FUSION_REL_L2`] (or became NaN).
+pub fn verify_fusion(
+    unfused: &onnx::Model,
+    fused: &onnx::Model,
+    input_name: &str,
+    shape: &[usize],
+) -> Result<crate::exec::verify::Agreement, PipelineError> {
+    let input = crate::exec::verify::probe_input(shape, 7);
+    let agreement =
+        crate::exec::verify::compare(unfused, fused, input_name, &input, Default::default())
+            .map_err(|source| PipelineError::Exec {
+                what: "running the unfused and fused graphs".into(),
+                source,
+            })?;
     if let Some(bad) = agreement
         .outputs
         .iter()
@@ -332,7 +350,7 @@ fn fuse_and_verify(
             limit: FUSION_REL_L2,
         });
     }
-    Ok((fused, report, Some(agreement)))
+    Ok(agreement)
 }
 
 /// The external data files a model reads, each once.

@@ -4,7 +4,7 @@
 //! its own matrices, so memory depends on the number of workers, never on the number of images. The number
 //! of workers is sized from memory: the first image runs alone, and the backends' peak on it
 //! ([`Backend::last_peak_bytes`]) against the memory available bounds how many run at once
-//! ([`crate::runtime::memory::images_at_once`]).
+//! ([`crate::runtime::memory::images_at_once`], on plain threads: [`crate::runtime::memory::run_bounded`]).
 
 use super::ConfusionMatrix;
 use crate::data::cityscapes::{Dataset, DatasetError, Sample};
@@ -12,7 +12,6 @@ use crate::data::ImageLimits;
 use crate::runtime::backend::{Backend, BackendError};
 use crate::runtime::memory;
 use crate::runtime::postprocess::class_map;
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -57,8 +56,6 @@ pub enum EvalError {
     Empty,
     #[error("nothing to evaluate: no backend given")]
     NoBackends,
-    #[error("building the evaluation's thread pool: {0}")]
-    Threads(String),
 }
 
 /// One sample image and each backend's class map of it, subsampled to at most [`SAMPLE_MAX_SIDE`].
@@ -195,30 +192,14 @@ pub fn evaluate(
     } else {
         threads
     };
-    let run = || {
-        (start..dataset.samples.len())
-            .into_par_iter()
-            .try_fold(
-                || Partial::new(n, opts.classes),
-                |mut acc, index| {
-                    one(index, &mut acc)?;
-                    Ok::<_, EvalError>(acc)
-                },
-            )
-            .try_reduce(|| Partial::new(n, opts.classes), |a, b| Ok(a.merge(b)))
-    };
-    // The inferences run on each backend's own threads: a narrower pool here only bounds how many
-    // images are in flight.
-    let rest = if parallel < threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(parallel)
-            .thread_name(|i| format!("ocrnet-eval-{i}"))
-            .build()
-            .map_err(|e| EvalError::Threads(e.to_string()))?
-            .install(run)?
-    } else {
-        run()?
-    };
+    let rest = memory::run_bounded(
+        start..dataset.samples.len(),
+        parallel,
+        || Partial::new(n, opts.classes),
+        one,
+    )?
+    .into_iter()
+    .fold(Partial::new(n, opts.classes), Partial::merge);
     let partial = first.merge(rest);
     let mut samples = partial.samples;
     samples.sort_by_key(|(i, _)| *i);

@@ -23,15 +23,83 @@ fn mem_available(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// `memory.max - memory.current` of this process's cgroup (v2), when it has a limit.
+/// The smallest `memory.max - memory.current` over this process's cgroup (v2) and its parents (a systemd
+/// slice or a pod may hold the limit), not counting inactive page cache, which the kernel reclaims
+/// first. `None` when no cgroup on the way has a limit.
 fn cgroup_headroom() -> Option<u64> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let mut dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let mut least: Option<u64> = None;
+    loop {
+        if let Some(room) = headroom_of(&dir) {
+            least = Some(least.map_or(room, |l| l.min(room)));
+        }
+        if dir == std::path::Path::new("/sys/fs/cgroup") || !dir.pop() {
+            return least;
+        }
+    }
+}
+
+fn headroom_of(dir: &std::path::Path) -> Option<u64> {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
     let max: u64 = read("memory.max")?.trim().parse().ok()?; // "max" (no limit) does not parse
     let current: u64 = read("memory.current")?.trim().parse().ok()?;
-    Some(max.saturating_sub(current))
+    let inactive_file = read("memory.stat")
+        .and_then(|t| stat_field(&t, "inactive_file"))
+        .unwrap_or(0);
+    Some(max.saturating_sub(current.saturating_sub(inactive_file)))
+}
+
+/// A `name value` line of a cgroup `memory.stat`.
+fn stat_field(stat: &str, name: &str) -> Option<u64> {
+    stat.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Runs `work(i, acc)` for every `i` of `items` on `threads` plain threads, each folding into its own
+/// accumulator from `init`; returns the accumulators, or the first error (the other threads stop at their
+/// next item).
+///
+/// Plain threads, not a narrower rayon pool: a rayon worker that waits for another pool (every inference
+/// runs on its executor's own pool) runs other queued jobs of its pool meanwhile, so a rayon pool of one
+/// thread still had dozens of images in flight at once.
+pub fn run_bounded<A: Send, E: Send>(
+    items: std::ops::Range<usize>,
+    threads: usize,
+    init: impl Fn() -> A + Sync,
+    work: impl Fn(usize, &mut A) -> Result<(), E> + Sync,
+) -> Result<Vec<A>, E> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(items.start);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<A, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut acc = init();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= items.end {
+                            break;
+                        }
+                        if let Err(e) = work(i, &mut acc) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(acc)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.into_iter().collect()
 }
 
 /// How many images to run at once: as many as there are threads, unless `per_image` bytes each would
@@ -82,6 +150,51 @@ mod tests {
         assert_eq!(images_at_once(Some(1 << 30), Some(GB), 0), 1);
         // Tasks whose need carries its own margins: 3/4 of 16 GB in 1.3 GB pieces.
         assert_eq!(at_once(Some(1300 << 20), Some(16 * GB), 16), 9);
+    }
+
+    #[test]
+    fn reads_a_cgroup_stat_field() {
+        let stat = "anon 100\nfile 300\ninactive_file 200\nactive_file 100\n";
+        assert_eq!(stat_field(stat, "inactive_file"), Some(200));
+        assert_eq!(stat_field(stat, "inactive_anon"), None);
+    }
+
+    #[test]
+    fn run_bounded_keeps_to_its_threads_and_covers_every_item() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let (active, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        // Each item waits on a rayon pool, as an inference does on its executor's.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let accs = run_bounded(
+            0..40,
+            2,
+            Vec::new,
+            |i, acc: &mut Vec<usize>| -> Result<(), ()> {
+                let now = active.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                pool.install(|| {
+                    rayon::scope(|s| {
+                        for _ in 0..4 {
+                            s.spawn(|_| std::thread::sleep(std::time::Duration::from_millis(1)));
+                        }
+                    })
+                });
+                active.fetch_sub(1, SeqCst);
+                acc.push(i);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let mut all: Vec<usize> = accs.into_iter().flatten().collect();
+        all.sort();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+        assert!(most.into_inner() <= 2);
+        // The first error is returned.
+        let err = run_bounded(0..10, 3, || (), |i, _| if i == 4 { Err(i) } else { Ok(()) });
+        assert_eq!(err.unwrap_err(), 4);
     }
 
     #[test]

@@ -185,6 +185,8 @@ impl Service {
             };
             let (tcp, peer) = match accepted {
                 Ok(conn) => conn,
+                // One client's connection failing before it was accepted concerns that client only.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of descriptors, mostly: the connections we hold will close, so wait and
                     // retry (as axum::serve does) instead of ending the daemon.
@@ -223,6 +225,16 @@ impl Service {
     pub fn close(&self) {
         self.shared.pool.close();
     }
+}
+
+/// Errors of `accept` that concern one connection, not the listener (as axum::serve tells them apart).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// How long a client may take to send a request's headers, and how long a keep-alive connection may
