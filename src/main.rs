@@ -9,6 +9,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ocrnet_edge::runtime::memory::use_one_malloc_arena();
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.quiet);
     match cli::run(args) {
