@@ -56,6 +56,7 @@ impl Cache {
                         TensorScale {
                             amax: s * 127.0,
                             scale: s,
+                            max: None,
                         },
                     )
                 })

@@ -68,6 +68,10 @@ pub struct TensorScale {
     pub amax: f32,
     /// `amax / 127` ([`scale_of`]).
     pub scale: f32,
+    /// The largest finite |x| the calibration saw, which entropy and percentile clip below. `None` in a
+    /// table read from a legacy cache, which holds scales only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f32>,
 }
 
 impl TensorScale {
@@ -75,6 +79,7 @@ impl TensorScale {
         TensorScale {
             amax,
             scale: scale_of(amax),
+            max: None,
         }
     }
 }
@@ -93,6 +98,15 @@ pub struct ScaleTable {
 impl ScaleTable {
     pub fn insert(&mut self, name: impl Into<String>, amax: f32) {
         self.tensors.insert(name.into(), TensorScale::new(amax));
+    }
+
+    /// The largest |x| seen of every tensor (its amax where the table does not know it), for the FP16
+    /// lowering's range check: a clipped amax would let a tensor that overflows FP16 through.
+    pub fn observed_max(&self) -> std::collections::BTreeMap<String, f32> {
+        self.tensors
+            .iter()
+            .map(|(n, s)| (n.clone(), s.max.unwrap_or(s.amax).max(s.amax)))
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<TensorScale> {
@@ -191,7 +205,13 @@ impl Collector {
         let tensors: BTreeMap<String, TensorScale> = self
             .hists
             .par_iter()
-            .map(|(n, h)| (n.clone(), TensorScale::new(method.amax(h))))
+            .map(|(n, h)| {
+                let s = TensorScale {
+                    max: Some(h.max),
+                    ..TensorScale::new(method.amax(h))
+                };
+                (n.clone(), s)
+            })
             .collect::<Vec<_>>()
             .into_iter()
             .collect();
@@ -363,6 +383,29 @@ mod tests {
         let t = c.scales(Method::Max, 1);
         assert_eq!(t.get("a").unwrap().amax, 3.0);
         assert_eq!(t.method, "max");
+    }
+
+    /// A tensor mostly within ±1 with a few values past FP16's 65504: the percentile clips its amax far
+    /// below them, but the FP16 lowering must still see the max, or the tensor would overflow to inf.
+    #[test]
+    fn observed_max_keeps_what_the_clip_cut_off() {
+        let mut xs: Vec<f32> = (0..100_000)
+            .map(|i| (i % 200) as f32 / 100.0 - 1.0)
+            .collect();
+        xs.extend([70_000.0, -69_000.0]);
+        let mut c = Collector::all();
+        c.observe("x", &Tensor::vec_f32(vec![xs.len()], xs).unwrap());
+        let t = c.scales(Method::Percentile(99.9), 1);
+        let s = t.get("x").unwrap();
+        assert!(s.amax < 100.0, "amax {}", s.amax);
+        assert_eq!(s.max, Some(70_000.0));
+        assert_eq!(t.observed_max()["x"], 70_000.0);
+        // A table from a legacy cache knows scales only: its amax is all there is.
+        let mut legacy = ScaleTable::default();
+        legacy.insert("y", 3.0);
+        assert_eq!(legacy.observed_max()["y"], 3.0);
+        // The max goes into scales.json and comes back.
+        assert_eq!(ScaleTable::from_json(&t.to_json()).unwrap(), t);
     }
 
     #[test]

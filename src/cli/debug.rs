@@ -275,7 +275,7 @@ pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
                 let fo = fp16::Fp16Options {
                     activation_amax: table
                         .as_ref()
-                        .map(|t| t.tensors.iter().map(|(n, s)| (n.clone(), s.amax)).collect())
+                        .map(ocrnet_edge::calib::ScaleTable::observed_max)
                         .unwrap_or_default(),
                     ..Default::default()
                 };

@@ -83,7 +83,7 @@ pub fn lower(
         let opts = fp16::Fp16Options {
             activation_amax: table
                 .as_ref()
-                .map(|t| t.tensors.iter().map(|(n, s)| (n.clone(), s.amax)).collect())
+                .map(ScaleTable::observed_max)
                 .unwrap_or_default(),
             ..Default::default()
         };
