@@ -86,10 +86,6 @@ impl std::str::FromStr for Method {
 /// far outliers, empty bins between) could never be clipped at all. Everywhere else this is ModelOpt's
 /// `_compute_amax_entropy` exactly (the test `entropy_matches_modelopt` holds it to its cut-offs).
 ///
-/// Until 2026-12-04 the levels were groups of `i / 128` bins with the remainder in the last one, and the
-/// floor raised every normalised q below 1e-4: cut-offs just under a multiple of 128 won for the wrong
-/// reason, and amax was 14% below to 20% above ModelOpt's on heavy-tailed histograms.
-///
 /// The first bin counts as the second (`bins[0] = bins[1]`, as ModelOpt and pytorch-quantization do).
 /// After a ReLU half the values or more are exact zeros, which INT8 represents exactly at any scale;
 /// left in, that spike dominates P, and every cut-off wider than 128 bins smears it over a whole level
@@ -391,10 +387,10 @@ mod tests {
         }
     }
 
-    /// Cut-offs from ModelOpt's `_compute_amax_entropy` (numpy, scipy's `entropy`) on four closed-form
-    /// histograms over [0, 8) with no empty bin, where the Q_EPS smoothing never applies and the two must
-    /// agree exactly. The old grouping (i / 128 bins a level, remainder last) and floor on every q picked
-    /// 2047, 2047, 1919 and 1535.
+    /// Cut-offs from ModelOpt's `_compute_amax_entropy` (run in numpy, with scipy's `entropy` written
+    /// out) on four closed-form histograms over [0, 8) with no empty bin, where the Q_EPS smoothing never
+    /// applies and the two must agree exactly. The grouping this replaced (`i / 128` bins a level, the
+    /// remainder in the last; a 1e-4 floor on every normalised q) picked 2047, 2047, 1919 and 1535.
     #[test]
     fn entropy_matches_modelopt() {
         let curve = |f: &dyn Fn(f64) -> f64| -> Vec<u64> {

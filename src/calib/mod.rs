@@ -105,7 +105,7 @@ impl ScaleTable {
     pub fn observed_max(&self) -> std::collections::BTreeMap<String, f32> {
         self.tensors
             .iter()
-            .map(|(n, s)| (n.clone(), s.max.unwrap_or(s.amax).max(s.amax)))
+            .map(|(n, s)| (n.clone(), s.max.unwrap_or(s.amax)))
             .collect()
     }
 

@@ -11,7 +11,7 @@
 /// water mark. HRNet-W48 at 1024×2048, three executors with 2 images at once: `compile` peaked at 4.7 GB
 /// of RSS with glibc's default arenas, 4.0 GB with one, both in 722 s; a `report` on 5 images at 4.2 and
 /// 4.7 GB against 3.3 GB (4.0 GB with two arenas). Forward time did not change (`bench exec`, W48
-/// 512×1024, runs alternated: 1.55–1.68 s against 1.68–1.72 s). A fixed 1 MB mmap threshold saved as much
+/// 512×1024, runs alternated: 1.55–1.68 s with one arena, 1.50–1.72 s without). A fixed 1 MB mmap threshold saved as much
 /// memory but cost 18% in forward time, in page faults.
 pub fn use_one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
