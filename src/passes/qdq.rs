@@ -266,7 +266,9 @@ pub fn run(
     let g = &model.graph;
     let idx = g.index();
 
-    // Shared scales: union of every Concat's inputs and output; a value's amax is its group's max.
+    // Shared scales: union of every Concat's inputs and output; a value's scale is its group's largest. The
+    // table's own `scale` is used, not one recomputed from amax: a table read from a legacy cache holds
+    // scales only, and amax * 127 / 127 need not give the same float back.
     let mut parent: HashMap<String, String> = HashMap::new();
     fn find(parent: &mut HashMap<String, String>, v: &str) -> String {
         let mut r = v.to_string();
@@ -285,13 +287,13 @@ pub fn run(
             }
         }
     }
-    let mut group_amax: HashMap<String, f32> = HashMap::new();
+    let mut group_scale: HashMap<String, f32> = HashMap::new();
     for group in &p.groups {
         for v in group {
             if let Some(s) = scales.get(v) {
                 let r = find(&mut parent, v);
-                let e = group_amax.entry(r).or_insert(0.0);
-                *e = e.max(s.amax);
+                let e = group_scale.entry(r).or_insert(0.0);
+                *e = e.max(s.scale);
             }
         }
     }
@@ -319,9 +321,9 @@ pub fn run(
         }
         let dq = match kind {
             Kind::Activation => {
-                let amax = match parent.contains_key(&v) {
-                    true => group_amax.get(&find(&mut parent, &v)).copied(),
-                    false => scales.get(&v).map(|s| s.amax),
+                let act_scale = match parent.contains_key(&v) {
+                    true => group_scale.get(&find(&mut parent, &v)).copied(),
+                    false => scales.get(&v).map(|s| s.scale),
                 }
                 .ok_or_else(|| QdqError::MissingScale {
                     tensor: v.clone(),
@@ -331,7 +333,7 @@ pub fn run(
                 let zp = fresh(format!("{v}_zero_point"));
                 let q = fresh(format!("{v}_quantized"));
                 let dq = fresh(format!("{v}_dequantized"));
-                patch.add_initializer(scalar_f32(scale_of(amax)).to_proto(&scale));
+                patch.add_initializer(scalar_f32(act_scale).to_proto(&scale));
                 patch.add_initializer(
                     Tensor::new(vec![], Data::I8(vec![0]))
                         .unwrap()
