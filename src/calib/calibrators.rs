@@ -431,6 +431,7 @@ mod tests {
                 range: 8.0,
                 max: 8.0,
                 widenings: 0,
+                non_finite: 0,
             };
             assert_eq!(entropy_amax(&h), h.edge(cut), "{name}: want cut-off {cut}");
         }

@@ -188,6 +188,16 @@ impl Collector {
         &self.hists
     }
 
+    /// Tensors that held NaN or ±inf, with how many such elements (over all inputs). Their scales cover
+    /// the finite values only.
+    pub fn non_finite(&self) -> BTreeMap<String, u64> {
+        self.hists
+            .iter()
+            .filter(|(_, h)| h.non_finite > 0)
+            .map(|(n, h)| (n.clone(), h.non_finite))
+            .collect()
+    }
+
     /// Watched names never seen in a float tensor (a name that is not in the graph, or not float).
     pub fn missing(&self) -> Vec<String> {
         match &self.only {
@@ -257,6 +267,9 @@ pub struct CollectReport {
     pub widenings: u64,
     /// Watched names never seen (not produced, or not float).
     pub missing: Vec<String>,
+    /// Tensors that held NaN or ±inf, and how many such elements ([`Collector::non_finite`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub non_finite: BTreeMap<String, u64>,
 }
 
 /// The histograms of a calibration run.
@@ -343,6 +356,7 @@ where
         widened_tensors: hists.values().filter(|h| h.widenings > 0).count(),
         widenings: hists.values().map(|h| h.widenings as u64).sum(),
         missing: collector.missing(),
+        non_finite: collector.non_finite(),
     };
     Ok(Collection { collector, report })
 }
@@ -380,6 +394,12 @@ mod tests {
         c.observe("z", &Tensor::vec_i64(vec![7]));
         assert_eq!(c.histograms().len(), 1);
         assert_eq!(c.missing(), vec!["z".to_string()]);
+        assert!(c.non_finite().is_empty());
+        c.observe(
+            "a",
+            &Tensor::vec_f32(vec![3], vec![f32::NAN, 2.0, f32::INFINITY]).unwrap(),
+        );
+        assert_eq!(c.non_finite(), BTreeMap::from([("a".to_string(), 2)]));
         let t = c.scales(Method::Max, 1);
         assert_eq!(t.get("a").unwrap().amax, 3.0);
         assert_eq!(t.method, "max");

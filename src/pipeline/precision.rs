@@ -242,6 +242,14 @@ pub fn calibrate(
         expected: Some(samples.len() as u64),
     };
     let collection = calib::collect(&exec, inputs, &opts).map_err(calib_error)?;
+    if let Some((name, count)) = collection.report.non_finite.iter().next() {
+        // A model that makes NaN or inf from real images is broken for every precision; the scales of
+        // those tensors cover the finite values only.
+        log::warn!(
+            "calibration: {} tensors held NaN or inf (e.g. '{name}': {count} values); their INT8 scales cover the finite values only",
+            collection.report.non_finite.len()
+        );
+    }
     Ok((collection.scales(method_of(spec)), collection.report))
 }
 
