@@ -189,6 +189,19 @@ fn compile_default_recipe_writes_model_and_manifest() {
     assert!(acc[2]["agreement_with_fp32"].as_f64().unwrap() > 0.8);
     let cache = std::fs::read_to_string(dir.path().join("calibration.cache")).unwrap();
     assert!(cache.starts_with("TRT-"), "{cache}");
+    // The legacy cache has a scale for every activation of the graph TensorRT builds from it (a missing
+    // one sends the layers around it out of INT8), though the Q/DQ graph needs fewer.
+    let fused = ocrnet_edge::onnx::load(&dir.path().join("model.fused.onnx")).unwrap();
+    let acts = ocrnet_edge::calib::coverage::graph_activations(&fused);
+    let cached = ocrnet_edge::calib::cache::read(&cache).unwrap().scales;
+    let missing: Vec<_> = acts.iter().filter(|a| !cached.contains_key(*a)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {}: {missing:?}",
+        missing.len(),
+        acts.len()
+    );
+    assert!(cached.len() > 100, "{}", cached.len());
     for name in ["model.fp16.onnx", "model.int8.qdq.onnx"] {
         let m = ocrnet_edge::onnx::load(&dir.path().join(name)).unwrap();
         ocrnet_edge::passes::ocr::validate::validate(&m).unwrap();

@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod calibrators;
+pub mod coverage;
 pub mod histogram;
 
 pub use calibrators::{per_channel_amax, Method};

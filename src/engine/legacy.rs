@@ -81,46 +81,7 @@ pub fn serve(
     })
 }
 
-/// The activations of a graph a legacy INT8 build can quantize: float graph inputs and node outputs.
-/// (Integer shape tensors are listed too when their type is not recorded; the calibrator only matches
-/// names, so an extra name costs nothing.)
-pub fn graph_activations(model: &crate::onnx::Model) -> BTreeSet<String> {
-    use crate::onnx::proto::{tensor_proto::DataType, type_proto};
-    let elem_type = |name: &str| {
-        model
-            .graph
-            .inputs
-            .iter()
-            .chain(&model.graph.value_info)
-            .chain(&model.graph.outputs)
-            .find(|v| v.name() == name)
-            .and_then(|v| match v.r#type.as_ref()?.value.as_ref()? {
-                type_proto::Value::TensorType(t) => Some(t.elem_type()),
-                _ => None,
-            })
-    };
-    let is_float = |name: &str| match elem_type(name) {
-        None => true,
-        Some(t) => [DataType::Float as i32, DataType::Float16 as i32].contains(&t),
-    };
-    let initializers: BTreeSet<&str> = model.graph.initializers.iter().map(|t| t.name()).collect();
-    model
-        .graph
-        .inputs
-        .iter()
-        .map(|v| v.name())
-        .filter(|n| !initializers.contains(n))
-        .chain(
-            model
-                .graph
-                .nodes
-                .iter()
-                .flat_map(|n| n.output.iter().map(String::as_str)),
-        )
-        .filter(|n| !n.is_empty() && is_float(n))
-        .map(str::to_string)
-        .collect()
-}
+pub use crate::calib::coverage::graph_activations;
 
 #[cfg(test)]
 mod tests {

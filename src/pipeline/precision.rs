@@ -224,8 +224,11 @@ pub fn calibrate(
     let dataset =
         Dataset::open(root, Some(&spec.split)).map_err(|e| PipelineError::Data(Box::new(e)))?;
     let samples = dataset.select(spec.images as usize);
-    let observe = qdq::activations(model, &qdq::QdqOptions::default())
+    let quantized = qdq::activations(model, &qdq::QdqOptions::default())
         .map_err(|e| lowering("INT8 (Q/DQ)", e))?;
+    // The legacy cache covers every activation, not only the Q/DQ graph's (see `calib::coverage`).
+    let coverage = calib::coverage::Coverage::of(model);
+    let observe = quantized.union(&coverage.observe).cloned().collect();
     let exec =
         Executor::new(model, ExecOptions::default()).map_err(|source| PipelineError::Exec {
             what: "preparing the calibration run".into(),
@@ -241,7 +244,10 @@ pub fn calibrate(
         progress: true,
         expected: Some(samples.len() as u64),
     };
-    let collection = calib::collect(&exec, inputs, &opts).map_err(calib_error)?;
+    let mut collection = calib::collect(&exec, inputs, &opts).map_err(calib_error)?;
+    // Only a Q/DQ value never seen is an error in the making; the cache's extra names are best effort
+    // (an integer tensor whose type the graph does not record, say).
+    collection.report.missing.retain(|n| quantized.contains(n));
     if let Some((name, count)) = collection.report.non_finite.iter().next() {
         // A model that makes NaN or inf from real images is broken for every precision; the scales of
         // those tensors cover the finite values only.
@@ -250,7 +256,9 @@ pub fn calibrate(
             collection.report.non_finite.len()
         );
     }
-    Ok((collection.scales(method_of(spec)), collection.report))
+    let mut table = collection.scales(method_of(spec));
+    coverage.complete(&mut table);
+    Ok((table, collection.report))
 }
 
 /// The calibrator a recipe's calibration section asks for.
