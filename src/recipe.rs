@@ -93,6 +93,30 @@ pub struct RecipeFile {
     /// mode, which precisions. See [`crate::engine::settings::EngineSpec`].
     #[serde(default)]
     pub engine: crate::engine::settings::EngineSpec,
+    /// The accuracy pass of `compile` and `calibrate` (images of the calibration data's `val` split).
+    #[serde(default)]
+    pub accuracy: AccuracySpec,
+}
+
+/// How much of the labelled `val` split `compile` scores every precision on. Each image costs one CPU
+/// forward pass per graph: Cityscapes' 500 val images at 1024×2048 through HRNet-W48's three graphs take
+/// hours on a CI machine, which a compile should not cost by default. `ocrnet-edge report` scores the
+/// whole split (or `--images`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracySpec {
+    /// Images, spread over the cities as calibration picks them (all of them when the split has fewer);
+    /// 0 skips the pass.
+    #[serde(default = "default_accuracy_images")]
+    pub images: u32,
+}
+
+impl Default for AccuracySpec {
+    fn default() -> Self {
+        AccuracySpec {
+            images: default_accuracy_images(),
+        }
+    }
 }
 
 /// The network input: its name and either one static shape or a min/opt/max range for dynamic models.
@@ -174,6 +198,9 @@ fn default_percentile() -> f64 {
 }
 fn default_images() -> u32 {
     32
+}
+fn default_accuracy_images() -> u32 {
+    100
 }
 
 /// Input shapes for an optimization profile. A static shape has min = opt = max.
@@ -285,6 +312,12 @@ impl Recipe {
                     format!("{b} is not a number of mIoU points >= 0"),
                 ));
             }
+            if c.miou_budget.is_some() && file.accuracy.images == 0 {
+                return Err(field(
+                    "accuracy.images",
+                    "0 leaves calibration.miou_budget no val images to search on".into(),
+                ));
+            }
         }
         if let Some(t) = &file.report {
             t.validate().map_err(|m| {
@@ -294,7 +327,7 @@ impl Recipe {
         }
         crate::engine::settings::validate(&file).map_err(|(f, m)| field(f, m))?;
         Ok(Recipe {
-            measure_accuracy: true,
+            measure_accuracy: file.accuracy.images > 0,
             source_name: source_name.to_string(),
             text: text.to_string(),
             model: clean(base.join(&file.model)),
@@ -431,5 +464,24 @@ mod tests {
         assert!(classes.unwrap_err().to_string().contains("num_classes"));
         let missing = parse("input: {name: input, shape: [1,3,64,64]}\n");
         assert!(missing.unwrap_err().to_string().contains("model"));
+    }
+
+    #[test]
+    fn accuracy_images_default_to_100_and_0_skips_the_pass() {
+        let base = "model: m.onnx\ninput: {name: input, shape: [1,3,64,64]}\n";
+        let r = parse(base).unwrap();
+        assert_eq!(r.file.accuracy.images, 100);
+        assert!(r.measure_accuracy);
+        let r = parse(&format!("{base}accuracy: {{images: 0}}\n")).unwrap();
+        assert!(!r.measure_accuracy);
+        let e = parse(&format!("{base}accuracy: {{image: 5}}\n")).unwrap_err();
+        assert!(e.to_string().contains("image"), "{e}");
+        let e = parse(&format!("{base}accuracy: {{images: -1}}\n")).unwrap_err();
+        assert!(e.to_string().contains("accuracy"), "{e}");
+        let e = parse(&format!(
+            "{base}calibration: {{data: d, miou_budget: 0.5}}\naccuracy: {{images: 0}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("accuracy.images"), "{e}");
     }
 }

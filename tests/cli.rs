@@ -184,6 +184,9 @@ fn compile_default_recipe_writes_model_and_manifest() {
         (fp32_miou - python_miou).abs() < 0.005,
         "fp32 mIoU {fp32_miou} vs the training script's {python_miou}"
     );
+    // The sample val split has 30 images, fewer than the default `accuracy.images` (100).
+    assert_eq!(report["precision"]["accuracy"]["images"], 30);
+    assert_eq!(report["precision"]["accuracy"]["split_images"], 30);
     assert_eq!(acc[1]["precision"], "fp16");
     assert!(acc[1]["agreement_with_fp32"].as_f64().unwrap() > 0.999);
     assert!(acc[2]["agreement_with_fp32"].as_f64().unwrap() > 0.8);
@@ -383,6 +386,30 @@ fn report_gate_fails_with_its_own_exit_code_and_one_line() {
     let out = run(&a);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
+
+    // Six images of the split, spread over its three cities: scored against the full-split baseline
+    // with a note that the image counts differ.
+    let mut a = args(&dir.path().join("sixth"));
+    a.extend(
+        [
+            "--images",
+            "6",
+            "--baseline",
+            first.join("report.json").to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let out = run(&a);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sixth/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(part["data"]["images"], 6);
+    let notes = part["baseline"]["notes"].to_string();
+    assert!(notes.contains("30 images, this report on 6"), "{notes}");
+    let mut a = args(&dir.path().join("seventh"));
+    a.extend(["--images", "0"].map(String::from));
+    assert_eq!(run(&a).status.code(), Some(2));
 
     // A baseline over other classes is refused before any evaluation, naming the file.
     baseline["classes"][18] = serde_json::json!("tram");
@@ -721,4 +748,36 @@ fn report_on_a_dynamic_model_runs_every_precision_at_one_size() {
     // second image's own size, 0.25).
     let agreement = r["precisions"][1]["agreement_with_fp32"].as_f64().unwrap();
     assert!(agreement > 0.98, "fp16 agreement with fp32: {agreement}");
+}
+
+#[test]
+fn compile_scores_the_recipes_share_of_the_val_split() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("recipe.yaml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "model: {:?}\ninput: {{name: input, shape: [1, 3, 128, 256]}}\nprecisions: [fp16]\n\
+             calibration: {{data: {:?}}}\naccuracy: {{images: 4}}\nverify: false\n",
+            root.join("models/sample/model.onnx"),
+            root.join("calibration/sample"),
+        ),
+    )
+    .unwrap();
+    let out = ocrnet(&[
+        "compile",
+        recipe.to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = &report["precision"]["accuracy"];
+    assert_eq!(
+        (acc["images"].as_u64(), acc["split_images"].as_u64()),
+        (Some(4), Some(30))
+    );
+    assert_eq!(acc["precisions"].as_array().unwrap().len(), 2);
 }

@@ -372,7 +372,7 @@ fn search_meets_the_budget_on_the_trained_sample_model() {
     .unwrap();
     let (table, _) = ocrnet_edge::pipeline::precision::calibrate(&recipe, &model, &()).unwrap();
     let root = recipe.calibration_data.clone().unwrap();
-    let split = load_split(&root, "val", (128, 256), &recipe.input_name).unwrap();
+    let split = load_split(&root, "val", (128, 256), &recipe.input_name, usize::MAX).unwrap();
     assert_eq!(split.len(), 30);
     let samples: Vec<EvalSample> = split.into_iter().step_by(6).collect();
     let eval = Evaluator::new(&model, samples, 19, 0).unwrap();

@@ -90,8 +90,8 @@ pub fn run(
         }
         if let Some(acc) = &report.precision.accuracy {
             println!(
-                "accuracy on the '{}' split ({} images, CPU executor):",
-                acc.split, acc.images
+                "accuracy on the '{}' split ({} of its {} images, CPU executor):",
+                acc.split, acc.images, acc.split_images
             );
             for p in &acc.precisions {
                 println!(

@@ -27,6 +27,10 @@ pub struct ReportArgs {
     pub data: Option<PathBuf>,
     #[arg(long, default_value = "val")]
     pub split: String,
+    /// Score only this many images of the split, spread over its cities (default: all). A baseline
+    /// measured on another number of images is compared with a note saying so.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub images: Option<u64>,
     /// Comma-separated, e.g. fp32,fp16,int8 (default: fp32 and the recipe's precisions; fp32 always runs).
     #[arg(long, value_delimiter = ',', value_parser = parse_precision)]
     pub precisions: Option<Vec<Precision>>,
@@ -159,6 +163,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         source,
         data,
         split: args.split.clone(),
+        images: args.images.map(|n| n as usize),
         precisions,
         backend: args.backend,
         baseline: args.baseline.clone(),

@@ -254,7 +254,25 @@ impl Dataset {
     /// `n` samples spread over the groups: round-robin over the sorted groups, taking each group's files
     /// in sorted order, so the choice depends only on the file names. All samples when `n` exceeds them.
     pub fn select(&self, n: usize) -> Vec<&Sample> {
-        let mut per_group: Vec<std::slice::Iter<'_, Sample>> = Vec::new();
+        self.selection(n)
+            .into_iter()
+            .map(|i| &self.samples[i])
+            .collect()
+    }
+
+    /// Keeps the `n` samples [`Dataset::select`] picks (all when `n` exceeds them), in their sorted order.
+    pub fn keep_selection(&mut self, n: usize) {
+        let mut keep = vec![false; self.samples.len()];
+        for i in self.selection(n) {
+            keep[i] = true;
+        }
+        let mut keep = keep.into_iter();
+        self.samples.retain(|_| keep.next().unwrap_or(false));
+    }
+
+    /// The indices [`Dataset::select`] picks, in the order it picks them.
+    fn selection(&self, n: usize) -> Vec<usize> {
+        let mut per_group: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         while start < self.samples.len() {
             let group = &self.samples[start].group;
@@ -262,7 +280,7 @@ impl Dataset {
                 .iter()
                 .take_while(|s| &s.group == group)
                 .count();
-            per_group.push(self.samples[start..start + len].iter());
+            per_group.push(start..start + len);
             start += len;
         }
         let n = n.min(self.samples.len());
@@ -272,8 +290,8 @@ impl Dataset {
                 if out.len() == n {
                     break;
                 }
-                if let Some(s) = it.next() {
-                    out.push(s);
+                if let Some(i) = it.next() {
+                    out.push(i);
                 }
             }
         }

@@ -119,6 +119,15 @@ fn selection_is_round_robin_over_sorted_cities() {
     );
     assert_eq!(ds.select(100).len(), 7);
     assert!(ds.select(0).is_empty());
+    // keep_selection keeps the same five, in sorted order.
+    let mut kept = Dataset::cityscapes(dir.path(), "train").unwrap();
+    kept.keep_selection(5);
+    let names: Vec<String> = kept.samples.iter().map(|s| file_name(&s.image)).collect();
+    let mut want = picked.clone();
+    want.sort();
+    assert_eq!(names, want);
+    kept.keep_selection(100);
+    assert_eq!(kept.samples.len(), 5);
 }
 
 #[test]

@@ -42,11 +42,14 @@ fn recipe_samples(recipe: &Recipe) -> Result<Vec<EvalSample>, DebugError> {
             )))
         }
     };
-    let samples =
-        load_split(root, SEARCH_SPLIT, hw, &recipe.input_name).map_err(|e| DebugError::Data {
+    // The images compile scores accuracy on (`accuracy.images`; the recipe refuses 0 with a budget).
+    let limit = recipe.file.accuracy.images as usize;
+    let samples = load_split(root, SEARCH_SPLIT, hw, &recipe.input_name, limit).map_err(|e| {
+        DebugError::Data {
             root: root.display().to_string(),
             source: Box::new(e),
-        })?;
+        }
+    })?;
     if samples.is_empty() {
         return Err(DebugError::NoSplit {
             root: root.display().to_string(),

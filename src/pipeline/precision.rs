@@ -34,11 +34,15 @@ pub struct PrecisionAccuracy {
     pub miou_delta_vs_fp32: f64,
 }
 
-/// Accuracy of every graph built, on the calibration set's `val` split.
+/// Accuracy of every graph built, on the calibration set's `val` split (the recipe's `accuracy.images` of
+/// it).
 #[derive(Debug, Clone, Serialize)]
 pub struct AccuracyReport {
     pub split: String,
+    /// Images scored.
     pub images: usize,
+    /// Labelled images in the split.
+    pub split_images: usize,
     pub precisions: Vec<PrecisionAccuracy>,
 }
 
@@ -147,7 +151,7 @@ fn accuracy(
     let Some(root) = &recipe.calibration_data else {
         return Ok(None);
     };
-    let dataset = match Dataset::open(root, Some(SPLIT)) {
+    let mut dataset = match Dataset::open(root, Some(SPLIT)) {
         Ok(d) if d.samples.iter().all(|s| s.label.is_some()) && !d.samples.is_empty() => d,
         _ => {
             log::info!(
@@ -157,6 +161,8 @@ fn accuracy(
             return Ok(None);
         }
     };
+    let split_images = dataset.samples.len();
+    dataset.keep_selection(recipe.file.accuracy.images as usize);
     progress.stage("measuring accuracy per precision");
     let backends = graphs
         .iter()
@@ -192,6 +198,7 @@ fn accuracy(
     Ok(Some(AccuracyReport {
         split: SPLIT.into(),
         images: eval.images,
+        split_images,
         precisions,
     }))
 }

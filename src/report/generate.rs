@@ -63,6 +63,9 @@ pub struct Request {
     pub source: Source,
     pub data: PathBuf,
     pub split: String,
+    /// Score only this many images of the split, spread over its cities as calibration picks them (`None`:
+    /// all of them).
+    pub images: Option<usize>,
     /// FP32 always runs first, as the reference, whether listed or not.
     pub precisions: Vec<Precision>,
     pub backend: BackendKind,
@@ -125,7 +128,10 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
         }
         None => None,
     };
-    let dataset = Dataset::open(&req.data, Some(&req.split))?;
+    let mut dataset = Dataset::open(&req.data, Some(&req.split))?;
+    if let Some(n) = req.images {
+        dataset.keep_selection(n);
+    }
     let mut precisions = vec![Precision::Fp32];
     precisions.extend(req.precisions.iter().filter(|p| **p != Precision::Fp32));
 
