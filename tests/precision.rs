@@ -381,6 +381,43 @@ fn qdq_from_a_legacy_cache_keeps_its_exact_scales() {
     assert!(checked >= 20, "only {checked} activations checked");
 }
 
+/// A Conv whose only reader is a Relu writes a value the calibration does not watch; it borrows the
+/// Relu output's range (calib::coverage), so a Relu output past float16's range keeps the Conv that
+/// would overflow in float32, not only the Relu and what follows.
+#[test]
+fn a_conv_under_an_overflowing_relu_stays_fp32() {
+    let c = case("legacy_static_opset13");
+    let cover = calib::coverage::Coverage::of(&c.model);
+    let mut table = calibrate(&c, Method::Max, Some(cover.observe.clone()));
+    let idx = c.model.graph.index();
+    let (conv_out, relu_out) = cover
+        .borrowed
+        .iter()
+        .find(|(v, _)| {
+            idx.producer(v)
+                .is_some_and(|p| idx.node(p).op_type() == "Conv")
+        })
+        .map(|(v, r)| (v.clone(), r.clone()))
+        .expect("a Conv under a Relu");
+    let conv = idx
+        .node(idx.producer(&conv_out).unwrap())
+        .name()
+        .to_string();
+    table.tensors.get_mut(&relu_out).unwrap().max = Some(70_000.0);
+    cover.complete(&mut table);
+    assert_eq!(table.get(&conv_out).unwrap().max, Some(70_000.0));
+    let opts = fp16::Fp16Options {
+        activation_amax: table.observed_max(),
+        ..Default::default()
+    };
+    let report = fp16::run(&mut c.model.clone(), &opts).unwrap();
+    assert!(
+        report.fp32_nodes.iter().any(|k| k.node.contains(&conv)),
+        "{conv} not kept in fp32: {:?}",
+        report.fp32_nodes
+    );
+}
+
 #[test]
 fn calibration_tables_and_caches_are_deterministic() {
     let c = case("dynamo_static_opset18");

@@ -11,7 +11,8 @@
 //! 1.7× a plain forward instead of 0.9× on the sample model). The value under a Relu that is its only
 //! reader takes the Relu output's scale instead of its own: quantising it with the positive range and
 //! applying the Relu gives what the Relu output's own quantisation gives (whatever the negative side
-//! clips to, the Relu makes 0), and TensorRT fuses the pair anyway.
+//! clips to, the Relu makes 0), and TensorRT fuses the pair anyway. The borrowed `max` also lets the FP16
+//! lowering's range check keep in float32 the Conv or Add that would overflow, not only the Relu after it.
 
 use super::ScaleTable;
 use crate::onnx::Model;
@@ -110,10 +111,10 @@ impl Coverage {
                     _ => break,
                 }
             }
+            // `max` too: the FP16 range check needs only the positive side, since a negative value
+            // that overflows to -inf still comes out of the Relu as 0.
             if let Some(s) = table.get(source) {
-                // What was seen of the value itself is not known: no `max`.
-                let borrowed = super::TensorScale { max: None, ..s };
-                table.tensors.insert(v.clone(), borrowed);
+                table.tensors.insert(v.clone(), s);
             }
         }
     }
@@ -194,7 +195,7 @@ mod tests {
         assert_eq!(table.get("a").unwrap().amax, table.get("y").unwrap().amax);
         // z -> q -> w: the chain ends at the observed w.
         assert_eq!(table.get("z").unwrap().amax, table.get("w").unwrap().amax);
-        assert_eq!(table.get("c").unwrap().max, None);
+        assert_eq!(table.get("c").unwrap().max, Some(100.0));
 
         // A scale calibrated for a borrowing value is kept; one whose source was never seen is left out.
         let mut partial = ScaleTable::default();
