@@ -263,6 +263,7 @@ fn compile_default_recipe_writes_model_and_manifest() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["schema"], "ocrnet-edge.report");
     assert_eq!(r["data"]["images"], 30);
+    assert!(r["data"]["split_images"].is_null(), "the whole split");
     for (i, name) in ["fp32", "fp16", "int8"].iter().enumerate() {
         let p = &r["precisions"][i];
         assert_eq!(p["precision"], *name);
@@ -405,6 +406,9 @@ fn report_gate_fails_with_its_own_exit_code_and_one_line() {
         serde_json::from_slice(&std::fs::read(dir.path().join("sixth/report.json")).unwrap())
             .unwrap();
     assert_eq!(part["data"]["images"], 6);
+    assert_eq!(part["data"]["split_images"], 30);
+    let md = std::fs::read_to_string(dir.path().join("sixth/report.md")).unwrap();
+    assert!(md.contains("6 of 30 images of `"), "{md}");
     let notes = part["baseline"]["notes"].to_string();
     assert!(notes.contains("30 images, this report on 6"), "{notes}");
     let mut a = args(&dir.path().join("seventh"));

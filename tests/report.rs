@@ -285,6 +285,7 @@ fn report(thresholds: &Thresholds, baseline: Option<(&str, &Report)>) -> Report 
                 split: "val".into(),
                 images: 2,
                 pixels: 48,
+                split_images: None,
             },
             input_hw: None,
             class_names: names,

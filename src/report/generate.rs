@@ -129,6 +129,7 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
         None => None,
     };
     let mut dataset = Dataset::open(&req.data, Some(&req.split))?;
+    let split_images = dataset.samples.len();
     if let Some(n) = req.images {
         dataset.keep_selection(n);
     }
@@ -214,6 +215,7 @@ pub fn generate(req: &Request, progress: &dyn ReportProgress) -> Result<Outcome,
             split: req.split.clone(),
             images: eval.images,
             pixels: eval.pixels,
+            split_images: (split_images != eval.images).then_some(split_images),
         },
         input_hw: refs[0].input_hw(),
         class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),

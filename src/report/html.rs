@@ -40,9 +40,9 @@ pub fn render(report: &Report, samples: &[SampleMaps], growth_svg: Option<&str>)
     );
     let _ = write!(
         s,
-        "<h1>Accuracy by precision: {}</h1><p class=\"meta\">{} images of <code>{}</code>, split <code>{}</code>, {}; backend <code>{}</code>; ocrnet-edge {}. IoU in points (%).</p>",
+        "<h1>Accuracy by precision: {}</h1><p class=\"meta\">{} of <code>{}</code>, split <code>{}</code>, {}; backend <code>{}</code>; ocrnet-edge {}. IoU in points (%).</p>",
         esc(&report.source),
-        report.data.images,
+        report.data.count(),
         esc(&report.data.root),
         esc(&report.data.split),
         report

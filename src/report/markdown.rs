@@ -26,8 +26,13 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "## Accuracy by precision: {}\n", r.source);
     let _ = writeln!(
         s,
-        "{} images of `{}` split `{}` ({}), backend `{}`, ocrnet-edge {}. IoU in points (%).\n",
-        r.data.images, r.data.root, r.data.split, size, r.backend, r.tool_version
+        "{} of `{}` split `{}` ({}), backend `{}`, ocrnet-edge {}. IoU in points (%).\n",
+        r.data.count(),
+        r.data.root,
+        r.data.split,
+        size,
+        r.backend,
+        r.tool_version
     );
     let _ = writeln!(
         s,

@@ -98,8 +98,22 @@ impl DivergentValue {
 pub struct DataInfo {
     pub root: String,
     pub split: String,
+    /// Images scored.
     pub images: usize,
     pub pixels: u64,
+    /// Labelled images in the split, when `report --images` scored fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_images: Option<usize>,
+}
+
+impl DataInfo {
+    /// "30 images", or "6 of 30 images" for part of the split.
+    pub fn count(&self) -> String {
+        match self.split_images {
+            Some(all) if all != self.images => format!("{} of {all} images", self.images),
+            _ => format!("{} images", self.images),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
