@@ -98,7 +98,8 @@ pub struct RecipeFile {
     pub accuracy: AccuracySpec,
 }
 
-/// How much of the labelled `val` split `compile` scores every precision on. Each image costs one CPU
+/// How much of the labelled `val` split `compile` scores every precision on, and the images the
+/// `miou_budget` search and `sensitivity` score candidates on (held in memory). Each image costs one CPU
 /// forward pass per graph: Cityscapes' 500 val images at 1024×2048 through HRNet-W48's three graphs take
 /// hours on a CI machine, which a compile should not cost by default. `ocrnet-edge report` scores the
 /// whole split (or `--images`).

@@ -59,7 +59,8 @@ pub struct DiffArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SensitivityArgs {
-    /// A recipe (default: the embedded one); the split is its calibration data's labelled `val` split.
+    /// A recipe (default: the embedded one); the images are `accuracy.images` (default 100) of its
+    /// calibration data's labelled `val` split.
     recipe: Option<PathBuf>,
     /// One unit per HRNet block (e.g. `stage4.0/branches.2.0`) instead of one per node.
     #[arg(long)]

@@ -58,7 +58,8 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long)]
         json: bool,
-        /// Keep nodes out of INT8 until the Q/DQ graph's mIoU on the labelled `val` split is at most this
+        /// Keep nodes out of INT8 until the Q/DQ graph's mIoU on the labelled `val` split (the recipe's
+        /// `accuracy.images` of it, default 100) is at most this
         /// many mIoU POINTS below FP32's (0.5 means 0.005 absolute mIoU); overrides the recipe's
         /// `calibration.miou_budget`. Prints the exclusion list for the recipe's `calibration.exclude`.
         #[arg(long, value_name = "POINTS")]
@@ -72,7 +73,7 @@ pub enum Command {
         args: debug::DiffArgs,
     },
     /// Rank quantizable nodes (or HRNet blocks) by how much mIoU and agreement with FP32 they cost in INT8
-    /// on the recipe's labelled `val` split.
+    /// on the recipe's labelled `val` split (its `accuracy.images` of it, default 100).
     Sensitivity {
         #[command(flatten)]
         args: debug::SensitivityArgs,

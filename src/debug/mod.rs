@@ -77,6 +77,8 @@ pub enum DebugError {
     Budget(f64),
     #[error("{root}: no labelled '{split}' split to measure mIoU on")]
     NoSplit { root: String, split: String },
+    #[error("{recipe}: accuracy.images is 0, which leaves no val images to measure mIoU on")]
+    NoImages { recipe: String },
     #[error("reading {root}: {source}")]
     Data {
         root: String,

@@ -44,6 +44,11 @@ fn recipe_samples(recipe: &Recipe) -> Result<Vec<EvalSample>, DebugError> {
     };
     // The images compile scores accuracy on (`accuracy.images`; the recipe refuses 0 with a budget).
     let limit = recipe.file.accuracy.images as usize;
+    if limit == 0 {
+        return Err(DebugError::NoImages {
+            recipe: recipe.source_name.clone(),
+        });
+    }
     let samples = load_split(root, SEARCH_SPLIT, hw, &recipe.input_name, limit).map_err(|e| {
         DebugError::Data {
             root: root.display().to_string(),
