@@ -63,6 +63,8 @@ pub fn graph_activations(model: &Model) -> BTreeSet<String> {
 /// The plan for a cache that covers [`graph_activations`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Coverage {
+    /// Values that must get a scale of their own (the Q/DQ graph's activations); a subset of `observe`.
+    pub required: BTreeSet<String>,
     /// Values to calibrate directly.
     pub observe: BTreeSet<String>,
     /// Value -> the Relu output whose scale it takes (the Relu is its only reader).
@@ -70,6 +72,15 @@ pub struct Coverage {
 }
 
 impl Coverage {
+    /// The plan for `compile`: every activation, with `required` (the Q/DQ graph's activations, which
+    /// take a Concat group's shared scale) calibrated directly whatever their reader.
+    pub fn with_required(model: &Model, required: BTreeSet<String>) -> Self {
+        let mut cover = Coverage::of(model);
+        cover.observe.extend(required.iter().cloned());
+        cover.required = required;
+        cover
+    }
+
     pub fn of(model: &Model) -> Self {
         let g = &model.graph;
         let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();

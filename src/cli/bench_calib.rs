@@ -14,7 +14,7 @@ use ocrnet_edge::data::cityscapes::Dataset;
 use ocrnet_edge::data::ImageLimits;
 use ocrnet_edge::exec::{ExecOptions, Executor};
 use ocrnet_edge::onnx::{self, stats::human_bytes, SaveOptions};
-use ocrnet_edge::passes::{self, qdq, SimplifyOptions};
+use ocrnet_edge::passes::{self, SimplifyOptions};
 use ocrnet_edge::recipe::Recipe;
 use ocrnet_edge::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,8 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let values = batch.as_f32s();
     let size = values.len() / n;
-    let observe = qdq::activations(&model, &qdq::QdqOptions::default())?;
+    // What `compile` watches: more than Model Optimizer's quantized tensors, for the legacy cache.
+    let coverage = ocrnet_edge::pipeline::precision::coverage(&model)?;
     let exec = Executor::new(
         &model,
         ExecOptions {
@@ -123,14 +124,15 @@ pub fn worker(a: &CalibWorkerArgs) -> anyhow::Result<ExitCode> {
     };
     let inputs = values.chunks_exact(size).map(feed);
     let opts = CollectOptions {
-        observe: Some(observe),
+        observe: Some(coverage.observe.clone()),
         progress: false,
         expected: Some(n as u64),
     };
     let start = Instant::now();
     let collection = calib::collect(&exec, inputs, &opts)?;
     let t = Instant::now();
-    let table = collection.scales(method);
+    let mut table = collection.scales(method);
+    coverage.complete(&mut table);
     let scales_seconds = t.elapsed().as_secs_f64();
     // `collect` ends with one plain forward, its own yardstick; Model Optimizer runs nothing like it, so
     // it is not part of the time compared.

@@ -231,11 +231,7 @@ pub fn calibrate(
     let dataset =
         Dataset::open(root, Some(&spec.split)).map_err(|e| PipelineError::Data(Box::new(e)))?;
     let samples = dataset.select(spec.images as usize);
-    let quantized = qdq::activations(model, &qdq::QdqOptions::default())
-        .map_err(|e| lowering("INT8 (Q/DQ)", e))?;
-    // The legacy cache covers every activation, not only the Q/DQ graph's (see `calib::coverage`).
-    let coverage = calib::coverage::Coverage::of(model);
-    let observe = quantized.union(&coverage.observe).cloned().collect();
+    let coverage = coverage(model)?;
     let exec =
         Executor::new(model, ExecOptions::default()).map_err(|source| PipelineError::Exec {
             what: "preparing the calibration run".into(),
@@ -247,14 +243,17 @@ pub fn calibrate(
             .map(|l| HashMap::from([(recipe.input_name.clone(), l.input)]))
     });
     let opts = CollectOptions {
-        observe: Some(observe),
+        observe: Some(coverage.observe.clone()),
         progress: true,
         expected: Some(samples.len() as u64),
     };
     let mut collection = calib::collect(&exec, inputs, &opts).map_err(calib_error)?;
     // Only a Q/DQ value never seen is an error in the making; the cache's extra names are best effort
     // (an integer tensor whose type the graph does not record, say).
-    collection.report.missing.retain(|n| quantized.contains(n));
+    collection
+        .report
+        .missing
+        .retain(|n| coverage.required.contains(n));
     if let Some((name, count)) = collection.report.non_finite.iter().next() {
         // A model that makes NaN or inf from real images is broken for every precision; the scales of
         // those tensors cover the finite values only.
@@ -266,6 +265,14 @@ pub fn calibrate(
     let mut table = collection.scales(method_of(spec));
     coverage.complete(&mut table);
     Ok((table, collection.report))
+}
+
+/// What calibration watches: the Q/DQ graph's activations, and the rest of the graph's for the legacy
+/// cache, which covers every activation (see `calib::coverage`).
+pub fn coverage(model: &Model) -> Result<calib::coverage::Coverage, PipelineError> {
+    let quantized = qdq::activations(model, &qdq::QdqOptions::default())
+        .map_err(|e| lowering("INT8 (Q/DQ)", e))?;
+    Ok(calib::coverage::Coverage::with_required(model, quantized))
 }
 
 /// The calibrator a recipe's calibration section asks for.
