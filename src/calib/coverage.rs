@@ -81,6 +81,7 @@ impl Coverage {
         cover
     }
 
+    /// Every activation, either observed or borrowing the scale of the Relu that alone reads it.
     pub fn of(model: &Model) -> Self {
         let g = &model.graph;
         let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
