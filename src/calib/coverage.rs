@@ -154,7 +154,7 @@ mod tests {
     }
 
     /// x -> Conv c -> Relu r -> Conv d -> Add a (+ r) -> Relu y (output); r also feeds Resize z -> Relu q
-    /// -> Relu w (output); a Constant k feeds the Add's neighbour.
+    /// -> Relu w (output); a Constant k is both Convs' weight.
     fn model() -> Model {
         let graph = Graph {
             nodes: vec![
