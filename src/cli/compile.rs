@@ -37,6 +37,12 @@ pub fn run(
             b.is_finite() && b >= 0.0,
             "--miou-budget {b}: a number of mIoU points >= 0"
         );
+        // Checked here, before calibration runs; the recipe checks the same for its own budget.
+        anyhow::ensure!(
+            recipe.file.accuracy.images > 0,
+            "{}: --miou-budget needs val images, and accuracy.images is 0",
+            recipe.source_name
+        );
         recipe
             .file
             .calibration
