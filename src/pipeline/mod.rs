@@ -12,6 +12,7 @@ use std::time::Instant;
 
 pub mod engines;
 pub mod precision;
+mod staging;
 
 /// The simplified model's file name in the output folder: standard ONNX, runnable by onnxruntime.
 pub const SIMPLIFIED_MODEL: &str = "model.simplified.onnx";
@@ -199,6 +200,7 @@ pub fn compile_with(
         source,
     })?;
     manifest.step("simplify", t.elapsed().as_secs_f64(), &simplify);
+    check_classes(recipe, &model)?;
 
     let (fused, fuse, verify) = if recipe.file.fuse {
         let (fused, fuse, verify) = fuse_and_verify(recipe, &model, progress, &mut manifest)?;
@@ -208,6 +210,8 @@ pub fn compile_with(
     };
 
     progress.stage("writing artifacts");
+    // Everything up to the engines is staged and committed together (see `staging`).
+    let staging = staging::Staging::open(&out_dir).map_err(io(&out_dir))?;
     let mut artifacts = Vec::new();
     let mut models = vec![(SIMPLIFIED_MODEL, &model, "the simplified model")];
     if let Some(f) = &fused {
@@ -217,18 +221,17 @@ pub fn compile_with(
     let precision = precision::lower(
         recipe,
         fused.as_ref().unwrap_or(&model),
-        &out_dir,
+        staging.path(),
         progress,
         &mut manifest,
     )?;
     for (name, m, what) in models {
-        let saved =
-            onnx::save(m, &out_dir.join(name), &SaveOptions::default()).map_err(|source| {
-                PipelineError::Step {
-                    what: format!("saving {what}"),
-                    source,
-                }
-            })?;
+        let saved = onnx::save(m, &staging.path().join(name), &SaveOptions::default()).map_err(
+            |source| PipelineError::Step {
+                what: format!("saving {what}"),
+                source,
+            },
+        )?;
         artifacts.push(name.to_string());
         for f in saved.data_files.iter().chain(&saved.reused_data_files) {
             if !artifacts.contains(f) {
@@ -236,7 +239,14 @@ pub fn compile_with(
             }
         }
     }
-    artifacts.extend(precision.artifacts.iter().cloned());
+    for f in &precision.artifacts {
+        if !artifacts.contains(f) {
+            artifacts.push(f.clone());
+        }
+    }
+    staging
+        .commit(&artifacts)
+        .map_err(|(path, source)| PipelineError::Io { path, source })?;
 
     // TensorRT engines from the graphs just written (feature `tensorrt`; nothing otherwise).
     let fp32_graph = if fused.is_some() {
@@ -351,6 +361,34 @@ pub fn verify_fusion(
         });
     }
     Ok(agreement)
+}
+
+/// The accuracy pass (and the mixed-precision search) score the model's last output as `num_classes`
+/// logits. A recipe that disagrees with a static class count is refused here, in seconds, rather than
+/// after calibration.
+fn check_classes(recipe: &Recipe, model: &onnx::Model) -> Result<(), PipelineError> {
+    if !recipe.measure_accuracy || recipe.calibration_data.is_none() {
+        return Ok(());
+    }
+    let Some(output) = model.graph.outputs.last() else {
+        return Ok(());
+    };
+    let dims = crate::runtime::backend::value_dims(output).unwrap_or_default();
+    match dims.get(1) {
+        Some(&Some(classes)) if classes != i64::from(recipe.file.num_classes) => {
+            Err(PipelineError::Recipe(RecipeError::Field {
+                source_name: recipe.source_name.clone(),
+                field: "num_classes".into(),
+                message: format!(
+                    "{}, but the model's output '{}' has {classes} channels (shape {:?}); the accuracy pass scores them as classes",
+                    recipe.file.num_classes,
+                    output.name(),
+                    dims.iter().map(|d| d.unwrap_or(-1)).collect::<Vec<_>>()
+                ),
+            }))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The external data files a model reads, each once.

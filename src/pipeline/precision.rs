@@ -301,13 +301,26 @@ fn save(
     name: &str,
     report: &mut PrecisionReport,
 ) -> Result<(), PipelineError> {
-    onnx::save(model, &out_dir.join(name), &SaveOptions::default()).map_err(|source| {
-        PipelineError::Step {
-            what: format!("saving {name}"),
-            source,
+    let saved =
+        onnx::save(model, &out_dir.join(name), &SaveOptions::default()).map_err(|source| {
+            PipelineError::Step {
+                what: format!("saving {name}"),
+                source,
+            }
+        })?;
+    // The model and the data files it reads (weights unchanged from an external-data export stay there).
+    let files = std::iter::once(name).chain(
+        saved
+            .data_files
+            .iter()
+            .chain(&saved.reused_data_files)
+            .map(String::as_str),
+    );
+    for f in files {
+        if !report.artifacts.iter().any(|a| a == f) {
+            report.artifacts.push(f.to_string());
         }
-    })?;
-    report.artifacts.push(name.to_string());
+    }
     Ok(())
 }
 

@@ -167,21 +167,27 @@ pub fn segment(backend: &dyn Backend, img: &image::RgbImage) -> Result<ClassMap,
 /// (H, W) of a 4-D graph input whose last two dims are fixed numbers.
 pub fn static_hw(model: &onnx::Model, name: &str) -> Option<(u32, u32)> {
     let v = model.graph.inputs.iter().find(|v| v.name() == name)?;
-    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else {
-        return None;
-    };
-    let dims: Vec<Option<i64>> = t
-        .shape
-        .as_ref()?
-        .dim
-        .iter()
-        .map(|d| match d.value {
-            Some(Value::DimValue(v)) if v > 0 => Some(v),
-            _ => None,
-        })
-        .collect();
-    match dims.as_slice() {
+    match value_dims(v)?.as_slice() {
         [_, _, Some(h), Some(w)] => Some((*h as u32, *w as u32)),
         _ => None,
     }
+}
+
+/// The dimensions a value's type declares, `None` for a symbolic or unknown one; `None` overall when it
+/// declares no tensor shape.
+pub fn value_dims(v: &crate::onnx::proto::ValueInfoProto) -> Option<Vec<Option<i64>>> {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    Some(
+        t.shape
+            .as_ref()?
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(Value::DimValue(v)) if v > 0 => Some(v),
+                _ => None,
+            })
+            .collect(),
+    )
 }
