@@ -271,6 +271,33 @@ fn diff_names_the_fp16_overflow_and_the_first_int8_divergence() {
     let c1 = r.values.iter().find(|d| d.node == "c1").unwrap();
     assert!(c1.rel_l2 < 0.05, "c1 rel L2 {}", c1.rel_l2);
     assert_eq!(r.worst[0].node, "c_sens");
+    assert!(r.fp32_nonfinite.is_none());
+
+    // One NaN in the input: FP32 is not finite either, and the report says where that starts rather
+    // than reading as a clean comparison.
+    let mut values = Lcg(3).vec(3 * H * W, 2.0);
+    values[7] = f32::NAN;
+    let nan = HashMap::from([(
+        "x".to_string(),
+        Tensor::vec_f32(vec![1, 3, H, W], values).unwrap(),
+    )]);
+    let r = debug::diff(
+        &reference,
+        &exec(&q),
+        "int8",
+        13,
+        std::iter::once(Ok::<_, Infallible>(nan)),
+        &DiffOptions::for_precision("int8"),
+    )
+    .unwrap();
+    let n = r.fp32_nonfinite.as_ref().expect("the NaN is reported");
+    assert_eq!((n.first.as_str(), n.node.as_str()), ("x", ""));
+    assert!(n.values > 1 && n.elements > 1, "{n:?}");
+    assert!(
+        debug::diff::describe(&r).contains("FP32 itself is NaN/inf"),
+        "{}",
+        debug::diff::describe(&r)
+    );
 }
 
 #[test]

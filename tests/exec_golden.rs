@@ -174,6 +174,17 @@ fn bad_inputs_and_unsupported_nodes_are_errors_naming_them() {
         .unwrap()
         .to_string();
     assert!(e.contains(&name) && e.contains("OcrMystery"), "{e}");
+
+    // A thread count far past any machine is refused at once rather than spent creating threads.
+    let many = ExecOptions {
+        threads: ocrnet_edge::exec::engine::MAX_THREADS + 1,
+        ..Default::default()
+    };
+    let e = Executor::new(&model, many).err().unwrap().to_string();
+    assert!(
+        e.contains("1025 worker threads") && e.contains("at most 1024"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -73,6 +73,16 @@ pub fn run(a: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         .infer(tensor)
         .with_context(|| format!("running {}", a.model.display()))?;
     let seconds = start.elapsed().as_secs_f64();
+    // A NaN input, or a graph that overflows (an FP16 one), gives logits whose argmax means nothing.
+    let nonfinite = logits.as_f32s().iter().filter(|x| !x.is_finite()).count();
+    if nonfinite > 0 {
+        log::warn!(
+            "{}: {nonfinite} of the {} logits are NaN/inf (from {}); the class map's argmax over them means nothing",
+            a.model.display(),
+            logits.len(),
+            a.input.display()
+        );
+    }
 
     if let Some(path) = a.logits {
         ocrnet_edge::npy::write(path, &logits)?;
@@ -100,6 +110,7 @@ pub fn run(a: RunArgs<'_>) -> anyhow::Result<ExitCode> {
             "shape": logits.shape,
             "seconds": seconds,
             "class_pixels": histogram,
+            "nonfinite_logits": nonfinite,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -118,9 +118,24 @@ pub struct DiffReport {
     pub seconds: f64,
     pub fp32_peak_activation_bytes: usize,
     pub lowered_peak_activation_bytes: usize,
+    /// Values where the FP32 run itself had NaN/inf (a non-finite input, or a model that overflows):
+    /// those elements are left out of every figure, so the figures say nothing about them.
+    pub fp32_nonfinite: Option<Fp32NonFinite>,
     /// Every compared value, in graph order.
     #[serde(skip)]
     pub values: Vec<TensorDiff>,
+}
+
+/// Where the FP32 run stopped being finite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fp32NonFinite {
+    /// Values with at least one NaN/inf element in the FP32 run.
+    pub values: usize,
+    /// NaN/inf elements over all of them.
+    pub elements: u64,
+    /// The first such value in graph order, and its producer (empty for a graph input).
+    pub first: String,
+    pub node: String,
 }
 
 /// What the FP32 graph says about each value: its producer and position.
@@ -449,6 +464,15 @@ fn report(
         b.max_rel_l2 = b.max_rel_l2.max(d.severity());
         b.last_rel_l2 = d.severity();
     }
+    let fp32_nonfinite = values
+        .iter()
+        .find(|d| d.fp32_nonfinite > 0)
+        .map(|d| Fp32NonFinite {
+            values: values.iter().filter(|v| v.fp32_nonfinite > 0).count(),
+            elements: values.iter().map(|v| v.fp32_nonfinite).sum(),
+            first: d.value.clone(),
+            node: d.node.clone(),
+        });
     DiffReport {
         precision: precision.to_string(),
         inputs,
@@ -470,6 +494,7 @@ fn report(
         seconds: started.elapsed().as_secs_f64(),
         fp32_peak_activation_bytes: peak_ref,
         lowered_peak_activation_bytes: peak_low,
+        fp32_nonfinite,
         values,
     }
 }
@@ -502,6 +527,20 @@ pub fn describe(r: &DiffReport) -> String {
         r.precision,
         r.lowered_peak_activation_bytes as f64 / 1048576.0
     );
+    if let Some(n) = &r.fp32_nonfinite {
+        let _ = writeln!(
+            s,
+            "  FP32 itself is NaN/inf in {} element(s) of {} value(s), first '{}'{}: those elements are left out of every figure below",
+            n.elements,
+            n.values,
+            n.first,
+            if n.node.is_empty() {
+                " (a graph input)".to_string()
+            } else {
+                format!(" from {}", n.node)
+            }
+        );
+    }
     match &r.first {
         Some(d) => {
             let _ = writeln!(

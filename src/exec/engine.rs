@@ -24,6 +24,10 @@ pub enum Numerics {
     Fp16,
 }
 
+/// The most worker threads an executor takes. Far above any core count it runs on; a typo such as
+/// `--threads 100000` would otherwise spend minutes creating threads before the first op.
+pub const MAX_THREADS: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ExecOptions {
     /// Worker threads; 0 means one per core.
@@ -215,6 +219,12 @@ impl Executor {
         let mut constants = vec![None; names.len()];
         for (s, t) in constants_by_slot {
             constants[s] = Some(t);
+        }
+        if options.threads > MAX_THREADS {
+            return Err(ExecError::Threads(format!(
+                "{} worker threads asked for, at most {MAX_THREADS}",
+                options.threads
+            )));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)

@@ -196,7 +196,12 @@ impl Settings {
             .unwrap_or(defaults.request_timeout.as_millis() as u64);
         in_range("request_timeout_ms", timeout_ms, 1, 3_600_000)?;
         let threads = cfg.threads.unwrap_or(0);
-        in_range("threads", threads as u64, 0, 1024)?;
+        in_range(
+            "threads",
+            threads as u64,
+            0,
+            crate::exec::engine::MAX_THREADS as u64,
+        )?;
         let bearer_token = match (cfg.bearer_token, cfg.bearer_token_file) {
             (Some(_), Some(_)) => {
                 return Err(field(
