@@ -3,18 +3,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Output};
-
-fn ocrnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn inspect_json_describes_the_fixture() {

@@ -1,16 +1,11 @@
 //! `compile` over an output folder that already holds a build: what a failed run leaves, and recipe
 //! mistakes caught before the long stages.
 
+mod common;
+
+use common::ocrnet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ocrnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture;
+use common::{fixture, ocrnet};
 use ocrnet_edge::calib::{cache, ScaleTable};
 use ocrnet_edge::engine::manifest::{self, Device, EngineManifest};
 use ocrnet_edge::engine::settings::plan;
@@ -356,13 +356,6 @@ fn asking_for_tensorrt_without_it_is_a_clear_error() {
         stderr.contains("bench engine needs a build with TensorRT"),
         "{stderr}"
     );
-}
-
-fn ocrnet(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// `agree` is what the Jetson smoke test gates each engine with; here both sides run on the CPU.

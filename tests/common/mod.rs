@@ -115,3 +115,15 @@ pub fn write_proto(dir: &std::path::Path, name: &str, model: &ModelProto) -> Pat
     std::fs::write(&path, model.encode_to_vec()).unwrap();
     path
 }
+
+/// Runs the `ocrnet-edge` binary this test build made.
+pub fn ocrnet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ocrnet-edge"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
