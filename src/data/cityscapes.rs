@@ -178,10 +178,14 @@ impl Dataset {
         }
     }
 
-    /// The official layout; images without a label file are skipped and recorded in `problems`.
+    /// The official layout; images without a label file are skipped and recorded in `problems`. A split
+    /// with no `gtFine/{split}` folder at all (Cityscapes' `train_extra`, or a folder of one's own frames)
+    /// is read unlabelled: every image, `label: None`. Calibration needs no labels; evaluation refuses
+    /// such a split ([`crate::report::evaluate`]).
     pub fn cityscapes(root: &Path, split: &str) -> Result<Dataset, DatasetError> {
         let image_dir = root.join("leftImg8bit").join(split);
         let label_dir = root.join("gtFine").join(split);
+        let labelled = label_dir.is_dir();
         let mut samples = Vec::new();
         let mut problems = Vec::new();
         for city_dir in sorted_entries(&image_dir)? {
@@ -195,7 +199,13 @@ impl Dataset {
                     continue;
                 };
                 let label = label_dir.join(&city).join(format!("{stem}{LABEL_SUFFIX}"));
-                if label.is_file() {
+                if !labelled {
+                    samples.push(Sample {
+                        group: city.clone(),
+                        image,
+                        label: None,
+                    });
+                } else if label.is_file() {
                     samples.push(Sample {
                         group: city.clone(),
                         image,

@@ -151,6 +151,22 @@ fn image_without_label_is_skipped_and_named() {
 }
 
 #[test]
+fn a_split_without_a_gtfine_folder_is_read_unlabelled() {
+    let dir = tempfile::tempdir().unwrap();
+    cityscapes_tree(dir.path(), "train_extra", &["a", "b"], 2);
+    fs::remove_dir_all(dir.path().join("gtFine/train_extra")).unwrap();
+    let ds = Dataset::cityscapes(dir.path(), "train_extra").unwrap();
+    assert_eq!(ds.samples.len(), 4);
+    assert!(ds.samples.iter().all(|s| s.label.is_none()));
+    assert!(ds.problems.is_empty());
+    // Calibration loads them like any other image.
+    let (loaded, problems) = ds
+        .load_selection(4, Some((4, 8)), ImageLimits::default())
+        .unwrap();
+    assert_eq!((loaded.len(), problems.len()), (4, 0));
+}
+
+#[test]
 fn label_of_another_size_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     cityscapes_tree(dir.path(), "train", &["a"], 1);
