@@ -175,6 +175,37 @@ pub fn abs_max(xs: &[f32]) -> f32 {
 
 /// Values per block of [`bin`]: indices first, then increments.
 const BLOCK: usize = 256;
+/// How many blocks ahead of the one being binned [`bin_chunk`] asks for the data. The hardware
+/// prefetcher does not keep up with a loop that alternates a block's loads with its scattered
+/// increments. Measured on 16 M ReLU-like values, one thread, Zen 4, each variant alternated with the
+/// loop before this change in one process (`benches/histogram.rs` has the figure for the current one):
+/// that loop 0.88-0.96 ns a value; built for AVX2 0.81-0.86; plus the prefetch 0.44 / 0.40 / 0.38 at
+/// 1 / 2 / 4 blocks ahead (0.60 with the prefetch on baseline SSE2).
+const PREFETCH_BLOCKS: usize = 4;
+
+/// Asks the cache for the `BLOCK` values of `c` from `at`. Only a hint, and a prefetch never faults, so
+/// it may run past the chunk's end into the next one (which this thread often bins next). x86-64 only,
+/// where `prefetcht0` is stable; elsewhere the hardware prefetcher is on its own.
+#[inline(always)]
+fn prefetch(c: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = c.as_ptr().wrapping_add(at);
+        for line in (0..BLOCK).step_by(16) {
+            // SAFETY: `_mm_prefetch` reads nothing the program sees and never faults, whatever the
+            // address; `wrapping_add` computes it without claiming it is in bounds.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch(
+                    p.wrapping_add(line) as *const i8,
+                    core::arch::x86_64::_MM_HINT_T0,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (c, at);
+}
+
 /// Independent max accumulators (one SIMD register of f32 on AVX2 and two on NEON).
 const LANES: usize = 8;
 
@@ -196,61 +227,87 @@ fn bin_index(a: f32, inv_width: f32, top: f32) -> u32 {
     }
 }
 
+/// Slots of a chunk's counts: the bins, then the non-finite count.
+const SLOTS: usize = NUM_BINS + 1;
+
 /// Counts of `|x| * inv_width`, clamped into the bins, with the non-finite count after them (`NUM_BINS
 /// + 1` slots), and the largest finite |x|, in one pass over parallel chunks.
 fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
-    const SLOTS: usize = NUM_BINS + 1;
-    let top = (NUM_BINS - 1) as f32;
-    let one = |c: &[f32]| -> (Vec<u32>, f32) {
-        // Four interleaved sub-histograms: runs of equal values (the zeros after a Relu) would otherwise
-        // serialise on one counter's load-add-store chain.
-        let mut h = vec![0u32; 4 * SLOTS];
-        let mut m = [0f32; LANES];
-        let mut idx = [0u32; BLOCK];
-        let mut blocks = c.chunks_exact(BLOCK);
-        for block in &mut blocks {
-            // Bin indices and the max first, in lanes the compiler vectorises; then the scattered
-            // increments, which cannot be. Mixed in one scalar loop, the saturating float-to-int cast
-            // and the NaN-aware min cost about 12 cycles a value on the bench machine.
-            for (xs, is) in block.chunks_exact(LANES).zip(idx.chunks_exact_mut(LANES)) {
-                for k in 0..LANES {
-                    let a = xs[k].abs();
-                    m[k] = m[k].max(if a < f32::INFINITY { a } else { 0.0 });
-                    is[k] = bin_index(a, inv_width, top);
-                }
-            }
-            for q in idx.chunks_exact(4) {
-                for k in 0..4 {
-                    h[k * SLOTS + q[k] as usize] += 1;
-                }
-            }
-        }
-        for &x in blocks.remainder() {
-            let a = x.abs();
-            m[0] = m[0].max(if a < f32::INFINITY { a } else { 0.0 });
-            h[bin_index(a, inv_width, top) as usize] += 1;
-        }
-        let (first, rest) = h.split_at_mut(SLOTS);
-        for sub in rest.chunks_exact(SLOTS) {
-            for (a, b) in first.iter_mut().zip(sub) {
-                *a += b;
-            }
-        }
-        h.truncate(SLOTS);
-        (h, m.iter().fold(0f32, |a, &b| a.max(b)))
-    };
     if xs.len() <= CHUNK {
-        return one(xs);
+        return bin_chunk_dispatch(xs, inv_width);
     }
-    xs.par_chunks(CHUNK).map(one).reduce(
-        || (vec![0u32; SLOTS], 0.0),
-        |(mut a, ma), (b, mb)| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
+    xs.par_chunks(CHUNK)
+        .map(|c| bin_chunk_dispatch(c, inv_width))
+        .reduce(
+            || (vec![0u32; SLOTS], 0.0),
+            |(mut a, ma), (b, mb)| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                (a, ma.max(mb))
+            },
+        )
+}
+
+/// [`bin_chunk`] compiled for the widest vectors this CPU has. The crate is built for baseline x86-64
+/// (SSE2: 4 lanes), where the index computation is most of the binning time; the AVX2 build of the same
+/// code does 8 lanes a step. Same arithmetic, so the same counts.
+fn bin_chunk_dispatch(c: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { bin_chunk_avx2(c, inv_width) };
+    }
+    bin_chunk(c, inv_width)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bin_chunk_avx2(c: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
+    bin_chunk(c, inv_width)
+}
+
+/// One chunk's counts and max (see [`bin`]).
+#[inline(always)]
+fn bin_chunk(c: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
+    let top = (NUM_BINS - 1) as f32;
+    // Four interleaved sub-histograms: runs of equal values (the zeros after a Relu) would otherwise
+    // serialise on one counter's load-add-store chain.
+    let mut h = vec![0u32; 4 * SLOTS];
+    let mut m = [0f32; LANES];
+    let mut idx = [0u32; BLOCK];
+    let mut blocks = c.chunks_exact(BLOCK);
+    for (b, block) in (&mut blocks).enumerate() {
+        prefetch(c, (b + PREFETCH_BLOCKS) * BLOCK);
+        // Bin indices and the max first, in lanes the compiler vectorises; then the scattered
+        // increments, which cannot be. Mixed in one scalar loop, the saturating float-to-int cast
+        // and the NaN-aware min cost about 12 cycles a value on the bench machine.
+        for (xs, is) in block.chunks_exact(LANES).zip(idx.chunks_exact_mut(LANES)) {
+            for k in 0..LANES {
+                let a = xs[k].abs();
+                m[k] = m[k].max(if a < f32::INFINITY { a } else { 0.0 });
+                is[k] = bin_index(a, inv_width, top);
             }
-            (a, ma.max(mb))
-        },
-    )
+        }
+        for q in idx.chunks_exact(4) {
+            for k in 0..4 {
+                h[k * SLOTS + q[k] as usize] += 1;
+            }
+        }
+    }
+    for &x in blocks.remainder() {
+        let a = x.abs();
+        m[0] = m[0].max(if a < f32::INFINITY { a } else { 0.0 });
+        h[bin_index(a, inv_width, top) as usize] += 1;
+    }
+    let (first, rest) = h.split_at_mut(SLOTS);
+    for sub in rest.chunks_exact(SLOTS) {
+        for (a, b) in first.iter_mut().zip(sub) {
+            *a += b;
+        }
+    }
+    h.truncate(SLOTS);
+    (h, m.iter().fold(0f32, |a, &b| a.max(b)))
 }
 
 #[cfg(test)]
@@ -355,6 +412,44 @@ mod tests {
             want[((x.abs() * inv).min((NUM_BINS - 1) as f32)) as usize] += 1;
         }
         assert_eq!(a.counts, want);
+    }
+
+    /// The AVX2 build of the chunk loop against the baseline one and a scalar count, on values that
+    /// land on every bin edge, past the range, and NaN/±inf, in a length that leaves a remainder.
+    #[test]
+    fn avx2_binning_counts_what_the_baseline_counts() {
+        let inv = NUM_BINS as f32 / 3.0;
+        let mut xs: Vec<f32> = (0..CHUNK as u64 - 37)
+            .map(|i| ((i * 7919) % 20011) as f32 / 6000.0 - 1.7)
+            .collect();
+        for (i, e) in (0..=NUM_BINS).enumerate() {
+            xs[i * 11] = e as f32 / inv; // bin edges, and the range itself
+        }
+        for (i, x) in [f32::NAN, f32::INFINITY, -f32::INFINITY, -0.0, 1e30]
+            .into_iter()
+            .enumerate()
+        {
+            xs[i * 997 + 5] = x;
+        }
+        let mut want = vec![0u32; SLOTS];
+        for &x in &xs {
+            let a = x.abs();
+            let i = if a.is_finite() {
+                ((a * inv).min((NUM_BINS - 1) as f32)) as usize
+            } else {
+                NUM_BINS
+            };
+            want[i] += 1;
+        }
+        let baseline = bin_chunk(&xs, inv);
+        assert_eq!(baseline.0, want);
+        assert_eq!(baseline.1, 1e30);
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            let wide = unsafe { bin_chunk_avx2(&xs, inv) };
+            assert_eq!(wide, baseline);
+        }
     }
 
     #[test]
