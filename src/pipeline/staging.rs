@@ -11,8 +11,9 @@ use crate::manifest::MANIFEST_FILE;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Staging folders are named `<PREFIX><pid>-<random>`; the pid lets a later run remove what a killed one
-/// left.
+/// Staging folders are named `<PREFIX><pid>@<host>-<random>`; pid and host let a later run on the same
+/// machine remove what a killed one left. The host keeps a container that shares the output folder (a CI
+/// cache volume) from taking another container's live compile, whose pid it cannot see, for dead.
 const PREFIX: &str = ".ocrnet-edge-staging-";
 
 /// A staging folder inside an output folder. Dropped without [`Staging::commit`], it removes itself (and
@@ -31,7 +32,7 @@ impl Staging {
         std::fs::create_dir_all(out_dir)?;
         remove_abandoned(out_dir);
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .prefix(&format!("{PREFIX}{}@{}-", std::process::id(), host()))
             .tempdir_in(out_dir)?;
         Ok(Staging {
             dir: Some(dir),
@@ -96,17 +97,20 @@ fn remove_abandoned(out_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(out_dir) else {
         return;
     };
+    let ours = format!("{}-", host());
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
+        let Some((pid, rest)) = name
             .to_str()
             .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(|rest| rest.split_once('@'))
         else {
             continue;
         };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if rest.starts_with(&ours) && !Path::new("/proc").join(pid.to_string()).exists() {
             let path = entry.path();
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => log::info!("removed {}, left by a compile that stopped", path.display()),
@@ -114,6 +118,22 @@ fn remove_abandoned(out_dir: &Path) {
             }
         }
     }
+}
+
+/// This machine's (or container's) host name, as file names may carry it.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -170,16 +190,23 @@ mod tests {
         }
         let out = tempfile::tempdir().unwrap();
         // No pid is this large on Linux (pid_max is at most 2^22).
-        let dead = out.path().join(format!("{PREFIX}4294967295-abc"));
+        let dead = out
+            .path()
+            .join(format!("{PREFIX}4294967295@{}-abc", host()));
         let alive = out
             .path()
-            .join(format!("{PREFIX}{}-abc", std::process::id()));
-        for d in [&dead, &alive] {
+            .join(format!("{PREFIX}{}@{}-abc", std::process::id(), host()));
+        // Another host's (container's) pid says nothing here.
+        let elsewhere = out
+            .path()
+            .join(format!("{PREFIX}4294967295@{}x-abc", host()));
+        for d in [&dead, &alive, &elsewhere] {
             std::fs::create_dir(d).unwrap();
             std::fs::write(d.join("x"), "x").unwrap();
         }
         let _staging = Staging::open(out.path()).unwrap();
         assert!(!dead.exists());
         assert!(alive.exists());
+        assert!(elsewhere.exists());
     }
 }
