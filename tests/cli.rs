@@ -38,6 +38,25 @@ fn inspect_json_describes_the_fixture() {
     );
 }
 
+/// A bad value on the command line is a usage error (exit 2) naming the flag, before any work starts.
+#[test]
+fn bad_flag_values_exit_2_naming_the_flag() {
+    let model = fixture("legacy_static_opset11");
+    for (args, flag) in [
+        (vec!["calibrate", "--miou-budget", "-1"], "--miou-budget"),
+        (vec!["calibrate", "--miou-budget", "nan"], "--miou-budget"),
+        (
+            vec!["diff", model.to_str().unwrap(), "--precisions", "fp16,fp8"],
+            "--precisions",
+        ),
+    ] {
+        let out = ocrnet(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_model_exits_1_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,11 +33,8 @@ pub fn run(
         recipe.file.precisions = vec![ocrnet_edge::recipe::Precision::Int8];
     }
     if let Some(b) = miou_budget {
-        anyhow::ensure!(
-            b.is_finite() && b >= 0.0,
-            "--miou-budget {b}: a number of mIoU points >= 0"
-        );
-        // Checked here, before calibration runs; the recipe checks the same for its own budget.
+        // The command line has checked that `b` is finite and >= 0 (`parse_points`). The val images are
+        // checked here, before calibration runs; the recipe checks the same for its own budget.
         anyhow::ensure!(
             recipe.file.accuracy.images > 0,
             "{}: --miou-budget needs val images, and accuracy.images is 0",

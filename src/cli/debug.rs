@@ -18,7 +18,7 @@ pub struct DiffArgs {
     /// An ONNX model, or a recipe (.yaml/.yml) whose model, input size and calibration data are used.
     target: PathBuf,
     /// Lowered graphs to compare with FP32: fp16 (the FP16 pass), int8 (the Q/DQ pass, calibrated).
-    #[arg(long, value_delimiter = ',', default_value = "fp16,int8")]
+    #[arg(long, value_delimiter = ',', default_value = "fp16,int8", value_parser = ["fp16", "int8"])]
     precisions: Vec<String>,
     /// A Cityscapes-layout folder or a folder of images: the inputs compared (from --split) and, for
     /// int8, the calibration images (its `train` split when it has one).
@@ -185,11 +185,6 @@ fn max_scales(
 }
 
 pub fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
-    for p in &a.precisions {
-        if !matches!(p.as_str(), "fp16" | "int8") {
-            bail!("--precisions: '{p}' is not one of fp16, int8");
-        }
-    }
     let shape = a.shape.as_deref().map(parse_shape).transpose()?;
     let recipe = if is_recipe(&a.target) {
         Some(Recipe::load(&a.target)?)

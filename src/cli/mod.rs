@@ -62,7 +62,7 @@ pub enum Command {
         /// `accuracy.images` of it, default 100) is at most this
         /// many mIoU POINTS below FP32's (0.5 means 0.005 absolute mIoU); overrides the recipe's
         /// `calibration.miou_budget`. Prints the exclusion list for the recipe's `calibration.exclude`.
-        #[arg(long, value_name = "POINTS")]
+        #[arg(long, value_name = "POINTS", value_parser = parse_points, allow_negative_numbers = true)]
         miou_budget: Option<f64>,
     },
     /// Run the FP32 graph and each lowered graph side by side and compare every tensor as it is produced:
@@ -462,5 +462,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cuda_graph,
             json,
         }) => bench_engine::run(&engine, runs, warmup, cuda_graph, json),
+    }
+}
+
+/// A number of mIoU points: finite and >= 0 (clap then answers a bad one with exit code 2).
+fn parse_points(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of mIoU points >= 0")),
     }
 }
