@@ -255,7 +255,16 @@ pub fn compile_with(
         SIMPLIFIED_MODEL
     };
     let t = Instant::now();
-    let engines = engine_stage.build(recipe, &out_dir, fp32_graph, options, progress)?;
+    let engines = engine_stage
+        .build(recipe, &out_dir, fp32_graph, options, progress)
+        .inspect_err(|_| {
+            // The graphs are committed by now; the manifest that would vouch for them with the engines
+            // is not written, so the folder does not pass for a complete build.
+            log::warn!(
+                "{}: the graphs are this run's, the engines are not; no manifest.json was written",
+                out_dir.display()
+            )
+        })?;
     if !engines.is_empty() {
         manifest.step("engines", t.elapsed().as_secs_f64(), &engines);
         artifacts.extend(engines::artifacts(&engines));
