@@ -138,6 +138,13 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(model: &Model, options: ExecOptions) -> Result<Self, ExecError> {
+        // Before any work on the graph (W48's weights take a while).
+        if options.threads > MAX_THREADS {
+            return Err(ExecError::Threads(format!(
+                "{} worker threads asked for, at most {MAX_THREADS}",
+                options.threads
+            )));
+        }
         let opset = model.opset().unwrap_or(1);
         let graph = model.graph.clone();
         let unsupported: Vec<String> = graph
@@ -219,12 +226,6 @@ impl Executor {
         let mut constants = vec![None; names.len()];
         for (s, t) in constants_by_slot {
             constants[s] = Some(t);
-        }
-        if options.threads > MAX_THREADS {
-            return Err(ExecError::Threads(format!(
-                "{} worker threads asked for, at most {MAX_THREADS}",
-                options.threads
-            )));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)
