@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::ocrnet;
+use common::{ocrnet, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +59,16 @@ fn data_with_a_corrupt_val_image(dir: &Path) -> PathBuf {
     data
 }
 
+/// `compile RECIPE --out OUT`.
+fn compile(recipe: &Path, out: &Path) -> Output {
+    ocrnet(&[
+        "compile",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 fn recipe(dir: &Path, name: &str, data: &Path, extra: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(
@@ -83,13 +94,8 @@ fn a_compile_that_fails_late_leaves_the_previous_build_as_it_was() {
         &root().join("calibration/sample"),
         "precisions: [fp16]\naccuracy: {images: 2}\n",
     );
-    let o = ocrnet(&[
-        "compile",
-        good.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = compile(&good, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
     let before = snapshot(&out);
     assert!(before.contains_key(Path::new("manifest.json")));
     assert!(before.contains_key(Path::new("model.fp16.onnx")));
@@ -102,13 +108,8 @@ fn a_compile_that_fails_late_leaves_the_previous_build_as_it_was() {
         &data,
         "precisions: [fp16, int8]\naccuracy: {images: 2}\n",
     );
-    let o = ocrnet(&[
-        "compile",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = compile(&bad, &out);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("calibrating INT8"),
@@ -132,12 +133,7 @@ fn a_compile_that_fails_late_leaves_the_previous_build_as_it_was() {
 
     // A first run into a new folder that fails leaves no folder.
     let fresh = dir.path().join("fresh");
-    let o = ocrnet(&[
-        "compile",
-        bad.to_str().unwrap(),
-        "--out",
-        fresh.to_str().unwrap(),
-    ]);
+    let o = compile(&bad, &fresh);
     assert_eq!(o.status.code(), Some(1));
     assert!(!fresh.exists());
 }
@@ -152,13 +148,8 @@ fn a_wrong_class_count_is_refused_before_calibration() {
         "num_classes: 7\n",
     );
     let out = dir.path().join("out");
-    let o = ocrnet(&[
-        "compile",
-        r.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let o = compile(&r, &out);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("field 'num_classes': 7") && err.contains("has 19 channels"),
@@ -174,11 +165,6 @@ fn a_wrong_class_count_is_refused_before_calibration() {
         &root().join("calibration/sample"),
         "num_classes: 7\nprecisions: [fp16]\naccuracy: {images: 0}\n",
     );
-    let o = ocrnet(&[
-        "compile",
-        r.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = compile(&r, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

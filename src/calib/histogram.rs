@@ -250,8 +250,9 @@ fn bin(xs: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
 }
 
 /// [`bin_chunk`] compiled for the widest vectors this CPU has. The crate is built for baseline x86-64
-/// (SSE2: 4 lanes), where the index computation is most of the binning time; the AVX2 build of the same
-/// code does 8 lanes a step. Same arithmetic, so the same counts.
+/// (SSE2: 4 lanes); the AVX2 build of the same code computes indices 8 lanes a step, which pays once
+/// the prefetch keeps the loads fed (0.38 against 0.60 ns a value; see [`PREFETCH_BLOCKS`]). Same
+/// arithmetic, so the same counts.
 fn bin_chunk_dispatch(c: &[f32], inv_width: f32) -> (Vec<u32>, f32) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
